@@ -1,0 +1,4 @@
+//! Pure functions behind the route filters (no Pingora types).
+
+pub mod redirect;
+pub mod rewrite;
