@@ -37,8 +37,12 @@ impl Sluice {
 
     /// Like [`Sluice::start`], with extra command line arguments after `run`'s own.
     pub fn start_with_args(manifests: &Path, extra: &[&str]) -> Sluice {
+        Sluice::start_on(manifests, free_local_port(), extra)
+    }
+
+    /// Like [`Sluice::start_with_args`] with the admin server on `admin`.
+    pub fn start_on(manifests: &Path, admin: SocketAddr, extra: &[&str]) -> Sluice {
         let bin = sluice_bin();
-        let admin = free_local_port();
         let log = log_path();
         let out = std::fs::File::create(&log)
             .unwrap_or_else(|e| panic!("creating log file {}: {e}", log.display()));
@@ -126,6 +130,22 @@ impl Sluice {
             assert!(
                 Instant::now() < deadline,
                 "sluice still running {timeout:?} after SIGTERM; log:\n{}",
+                tail(&self.log(), 40)
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; returns its status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice still running after {timeout:?}; log:\n{}",
                 tail(&self.log(), 40)
             );
             tokio::time::sleep(POLL).await;

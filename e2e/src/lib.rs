@@ -11,6 +11,13 @@
 //! - every wait is a condition polled with a deadline ([`harness::Sluice::wait_status`],
 //!   [`harness::Sluice::wait_reply`], ...), never a fixed sleep;
 //! - files are written with [`manifests::write_atomic`], as the conformance runner does.
+//!
+//! Running: `cargo test -p sluice-e2e` builds `sluice` itself (once per test binary, in
+//! the tests' profile and target dir); `SLUICE_BIN=path/to/sluice` uses a given binary
+//! instead (a relative path is taken from the workspace root). Each run of the binary
+//! logs to `<target>/e2e-logs/<test>-<pid>-<n>.log`; a failing test prints that path and
+//! the log's tail. Tests run in parallel; they need the 127.77.0.0/16 loopback range
+//! (any Linux host has all of 127.0.0.0/8 on `lo`).
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 

@@ -248,3 +248,93 @@ async fn backend_status_passthrough() {
     assert_eq!(r.status, 200);
     assert_eq!(c.connects(), 1);
 }
+
+/// Pins failing fast on a manifests folder that does not exist: the process exits with
+/// an error status within 10 s and its log names the folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_folder_fails_fast() {
+    let dir = std::path::Path::new("/nonexistent/sluice-e2e-folder");
+    let mut s = Sluice::start(dir);
+    let status = s.wait_exit(T).await;
+    assert!(!status.success(), "exit status {status}");
+    assert!(
+        s.log().contains("sluice-e2e-folder"),
+        "the log does not name the folder:\n{}",
+        s.log()
+    );
+}
+
+/// Pins failing fast when the admin address is taken: the process exits with an error
+/// status within 10 s and says which address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_port_taken_fails_fast() {
+    let fx = Fixture::new("folder-admin", test_addr(8, 11), 18080);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let mut s = Sluice::start_on(fx.dir(), addr, &[]);
+    let addr = addr.to_string();
+    let status = s.wait_exit(T).await;
+    assert!(!status.success(), "exit status {status}");
+    assert!(
+        s.log().contains(&addr),
+        "the log does not name {addr}:\n{}",
+        s.log()
+    );
+}
+
+/// Pins that `Programmed: True` is never a lie when two Gateways ask for the same
+/// address and port: the binary keeps running, at least one Gateway serves its route,
+/// and every Gateway reported Programmed True serves its own route (`/a` for `gw`,
+/// `/b` for `gw2`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_same_address_conflict() {
+    let fx = Fixture::new("folder-conflict", test_addr(8, 12), 18080);
+    let _a = fx.backend("a").await;
+    let _b = fx.backend("b").await;
+    let route = |name: &str, gw: &str, path: &str, backend: &str| {
+        sluice_e2e::manifests::HttpRoute::new(&fx.ns, name)
+            .parent(gw)
+            .rule(
+                sluice_e2e::manifests::Rule::new()
+                    .path_prefix(path)
+                    .backend(backend, SERVICE_PORT, None),
+            )
+            .yaml()
+    };
+    fx.write("route.yaml", &route("r", GATEWAY, "/a", "a"));
+    fx.write("gw2.yaml", &mk_gateway(&fx.ns, "gw2", fx.addr, 18080));
+    fx.write("route2.yaml", &route("r2", "gw2", "/b", "b"));
+    let mut s = Sluice::start_ready(fx.dir()).await;
+    let ns = fx.ns.clone();
+    let status = s
+        .wait_status("both Gateways have a Programmed condition", T, |st| {
+            [GATEWAY, "gw2"].iter().all(|g| {
+                find_object(st, "Gateway", Some(&ns), g).is_some_and(|o| {
+                    sluice_e2e::harness::condition(&o["status"]["conditions"], "Programmed")
+                        .is_some()
+                })
+            })
+        })
+        .await;
+    let mut c = HttpClient::new(fx.gateway_addr());
+    let mut serving = 0;
+    let mut lies = Vec::new();
+    for (gw, path, pod) in [(GATEWAY, "/a", "a-0"), ("gw2", "/b", "b-0")] {
+        let o = find_object(&status, "Gateway", Some(&ns), gw).expect("gateway");
+        let programmed = has_condition(&o["status"]["conditions"], "Programmed", "True", None);
+        let r = c.get("conflict.example", path).await.expect("GET");
+        let serves = r.pod().as_deref() == Some(pod);
+        serving += usize::from(serves);
+        if programmed && !serves {
+            lies.push(format!(
+                "Gateway {gw} is Programmed True but GET {path} answered {} {}; its status: {:#}",
+                r.status,
+                r.text(),
+                o["status"]
+            ));
+        }
+    }
+    assert!(serving >= 1, "neither Gateway serves its route");
+    assert!(lies.is_empty(), "{}", lies.join("\n"));
+    s.assert_running();
+}

@@ -4,7 +4,9 @@
 
 use sluice_e2e::client::port_open;
 use sluice_e2e::harness::{find_object, POLL};
-use sluice_e2e::manifests::{mk_gateway_with_listeners, mk_route, ListenerSpec};
+use sluice_e2e::manifests::{
+    mk_gateway_with_listeners, mk_route, HttpRoute, ListenerSpec, Rule, SERVICE_PORT,
+};
 use sluice_e2e::{test_addr, Fixture, HttpClient, Sluice, GATEWAY};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -217,4 +219,93 @@ async fn listener_changes_under_load() {
             "the client's connection to listener a was closed"
         );
     }
+}
+
+/// Pins listener isolation: two listeners on one port with hostnames `*.example.com`
+/// and `foo.example.com`; a request for `foo.example.com` is served only by routes of
+/// the more specific listener (no fall-through to the wildcard one, even when only the
+/// wildcard listener's route matches the path), other hosts by the wildcard listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_isolation_by_hostname() {
+    let fx = Fixture::new("listeners-iso", test_addr(5, 5), 18080);
+    let _wild = fx.backend("wild").await;
+    let _foo = fx.backend("foo").await;
+    fx.write(
+        "gateway.yaml",
+        &mk_gateway_with_listeners(
+            &fx.ns,
+            GATEWAY,
+            fx.addr,
+            &[
+                ListenerSpec::http("wild", 18080).hostname("*.example.com"),
+                ListenerSpec::http("foo", 18080).hostname("foo.example.com"),
+            ],
+        ),
+    );
+    let route = |name: &str, section: &str, path: &str, backend: &str| {
+        HttpRoute::new(&fx.ns, name)
+            .parent_section(GATEWAY, section)
+            .rule(
+                Rule::new()
+                    .path_prefix(path)
+                    .backend(backend, SERVICE_PORT, None),
+            )
+            .yaml()
+    };
+    fx.write("route-wild.yaml", &route("wild", "wild", "/", "wild"));
+    fx.write("route-foo.yaml", &route("foo", "foo", "/foo-only", "foo"));
+    let mut s = Sluice::start_ready(fx.dir()).await;
+    let addr = fx.gateway_addr();
+    s.wait_reply(addr, "foo.example.com", "/foo-only", T, |r| {
+        r.pod().as_deref() == Some("foo-0")
+    })
+    .await;
+    let mut c = HttpClient::new(addr);
+    let mut bad = Vec::new();
+    for (host, path, want) in [
+        ("foo.example.com", "/foo-only/x", Some("foo-0")),
+        ("foo.example.com", "/", None),
+        ("bar.example.com", "/", Some("wild-0")),
+        ("bar.example.com", "/foo-only", Some("wild-0")),
+        ("example.com", "/", None),
+    ] {
+        let r = c.get(host, path).await.expect("GET");
+        let ok = match want {
+            Some(pod) => r.status == 200 && r.pod().as_deref() == Some(pod),
+            None => r.status == 404,
+        };
+        if !ok {
+            bad.push(format!(
+                "http://{host}{path}: want {want:?}, got {} {}",
+                r.status,
+                r.text()
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "listener isolation:\n{}", bad.join("\n"));
+}
+
+/// Pins a listener's port change: the old port closes, the new one serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_port_changed() {
+    let fx = Fixture::new("listeners-port", test_addr(5, 6), 18080);
+    let _echo = fx.backend("echo").await;
+    fx.write("route.yaml", &mk_route(&fx.ns, "r", GATEWAY, "echo"));
+    let mut s = Sluice::start_ready(fx.dir()).await;
+    let host = "port.example";
+    s.wait_reply(fx.gateway_addr(), host, "/", T, |r| r.status == 200)
+        .await;
+    fx.write(
+        "gateway.yaml",
+        &mk_gateway_with_listeners(
+            &fx.ns,
+            GATEWAY,
+            fx.addr,
+            &[ListenerSpec::http("http", 18082)],
+        ),
+    );
+    let new = SocketAddr::new(fx.addr, 18082);
+    s.wait_reply(new, host, "/", T, |r| r.pod().as_deref() == Some("echo-0"))
+        .await;
+    wait_closed(&mut s, fx.gateway_addr()).await;
 }

@@ -181,8 +181,8 @@ async fn header_exact() {
 }
 
 /// Pins hostname matching: exact hostnames, a wildcard `*.wild.example` matching one or
-/// more labels but not `wild.example` itself, the port in the Host header ignored, and
-/// 404 for a host no route names.
+/// more labels but not `wild.example` itself, the port in the Host header ignored, the
+/// Host compared case-insensitively (RFC 9110 4.2.3), and 404 for a host no route names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_matching() {
     let fx = Fixture::new("routing-host", test_addr(2, 3), 18080);
@@ -218,6 +218,8 @@ async fn host_matching() {
         &[
             ("foo.example", "/", &[], Some("foo-0")),
             ("foo.example:18080", "/", &[], Some("foo-0")),
+            ("FOO.Example", "/", &[], Some("foo-0")),
+            ("A.Wild.Example", "/", &[], Some("wild-0")),
             ("a.wild.example", "/", &[], Some("wild-0")),
             ("a.b.wild.example", "/x", &[], Some("wild-0")),
             ("a.wild.example:18080", "/", &[], Some("wild-0")),

@@ -61,8 +61,9 @@ async fn admin_endpoints() {
 }
 
 /// Pins forwarding: the backend sees the request's path and query, the Host the client
-/// sent, and X-Forwarded-For (the client address), X-Forwarded-Proto `http` and
-/// X-Forwarded-Host.
+/// sent, and X-Forwarded-For (the client address, appended to the client's own list),
+/// X-Forwarded-Proto `http` and X-Forwarded-Host (the client's values replaced), and
+/// no hop-by-hop header (those `Connection` names, `TE`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_headers() {
     let fx = Fixture::new("smoke-fwd", test_addr(1, 2), 18080);
@@ -94,6 +95,48 @@ async fn forwarding_headers() {
         echo.header("X-Forwarded-Host"),
         Some(&[host.to_owned()][..]),
         "echo: {echo:?}"
+    );
+
+    let r = c
+        .get_with(
+            host,
+            "/",
+            &[
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "spoofed.example"),
+                ("connection", "x-hop"),
+                ("x-hop", "1"),
+                ("te", "trailers"),
+            ],
+        )
+        .await
+        .expect("GET");
+    let echo = r.echo().expect("answer from the echo server");
+    assert_eq!(
+        echo.header("X-Forwarded-For").unwrap_or_default().join(","),
+        "203.0.113.7, 127.0.0.1",
+        "echo: {echo:?}"
+    );
+    assert_eq!(
+        echo.header("X-Forwarded-Proto"),
+        Some(&["http".to_owned()][..]),
+        "echo: {echo:?}"
+    );
+    assert_eq!(
+        echo.header("X-Forwarded-Host"),
+        Some(&[host.to_owned()][..]),
+        "echo: {echo:?}"
+    );
+    assert_eq!(
+        echo.header("X-Hop"),
+        None,
+        "a hop-by-hop header was forwarded: {echo:?}"
+    );
+    assert_eq!(
+        echo.header("Te"),
+        None,
+        "a hop-by-hop header was forwarded: {echo:?}"
     );
 }
 

@@ -256,3 +256,107 @@ async fn metadata_change_keeps_generation() {
         "{meta:#}"
     );
 }
+
+/// Pins status following changes: a route to a Service that does not exist yet has
+/// ResolvedRefs False BackendNotFound; writing the Service flips it to True; attaching
+/// a second route raises the listener's attachedRoutes to 2 and deleting it lowers it
+/// back to 1; deleting the Gateway's file removes the Gateway from `/status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_follows_changes() {
+    let fx = Fixture::new("status-changes", test_addr(6, 5), 18080);
+    fx.write("route.yaml", &mk_route(&fx.ns, "r", GATEWAY, "late"));
+    let mut s = Sluice::start_ready(fx.dir()).await;
+    let ns = fx.ns.clone();
+    let resolved = |want: &'static str, reason: &'static str| {
+        let ns = ns.clone();
+        move |st: &Value| {
+            find_object(st, "HTTPRoute", Some(&ns), "r").is_some_and(|r| {
+                has_condition(
+                    &r["status"]["parents"][0]["conditions"],
+                    "ResolvedRefs",
+                    want,
+                    Some(reason),
+                )
+            })
+        }
+    };
+    s.wait_status(
+        "ResolvedRefs False BackendNotFound",
+        T,
+        resolved("False", "BackendNotFound"),
+    )
+    .await;
+    let _late = fx.backend("late").await;
+    s.wait_status("ResolvedRefs True", T, resolved("True", "ResolvedRefs"))
+        .await;
+
+    let attached = |n: u64| {
+        let ns = ns.clone();
+        move |st: &Value| {
+            find_object(st, "Gateway", Some(&ns), GATEWAY)
+                .is_some_and(|g| g["status"]["listeners"][0]["attachedRoutes"] == n)
+        }
+    };
+    s.wait_status("attachedRoutes 1", T, attached(1)).await;
+    fx.write("route2.yaml", &mk_route(&fx.ns, "r2", GATEWAY, "late"));
+    s.wait_status("attachedRoutes 2", T, attached(2)).await;
+    fx.remove("route2.yaml");
+    s.wait_status("attachedRoutes 1 again", T, attached(1))
+        .await;
+
+    fx.remove("gateway.yaml");
+    s.wait_status("Gateway gone", T, |st| {
+        find_object(st, "Gateway", Some(&ns), GATEWAY).is_none()
+    })
+    .await;
+}
+
+/// Pins per-parent route status: a route attached to two Gateways has one `parents`
+/// entry for each, both Accepted, and is served by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_with_two_parents() {
+    let fx = Fixture::new("status-two", test_addr(6, 6), 18080);
+    let _echo = fx.backend("echo").await;
+    let second = std::net::SocketAddr::new(test_addr(6, 7), 18080);
+    fx.write(
+        "gw2.yaml",
+        &sluice_e2e::manifests::mk_gateway(&fx.ns, "gw2", second.ip(), second.port()),
+    );
+    fx.write(
+        "route.yaml",
+        &HttpRoute::new(&fx.ns, "r")
+            .parent(GATEWAY)
+            .parent("gw2")
+            .rule(Rule::new().backend("echo", SERVICE_PORT, None))
+            .yaml(),
+    );
+    let mut s = Sluice::start_ready(fx.dir()).await;
+    let ns = fx.ns.clone();
+    let status = s
+        .wait_status("two Accepted parents", T, |st| {
+            find_object(st, "HTTPRoute", Some(&ns), "r").is_some_and(|r| {
+                r["status"]["parents"].as_array().is_some_and(|ps| {
+                    ps.len() == 2
+                        && ps
+                            .iter()
+                            .all(|p| has_condition(&p["conditions"], "Accepted", "True", None))
+                })
+            })
+        })
+        .await;
+    let r = find_object(&status, "HTTPRoute", Some(&ns), "r").expect("route");
+    let mut names: Vec<&str> = r["status"]["parents"]
+        .as_array()
+        .expect("parents")
+        .iter()
+        .filter_map(|p| p["parentRef"]["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["gw", "gw2"], "{r:#}");
+    for addr in [fx.gateway_addr(), second] {
+        s.wait_reply(addr, "two.example", "/", T, |r| {
+            r.pod().as_deref() == Some("echo-0")
+        })
+        .await;
+    }
+}

@@ -6,6 +6,12 @@
 //!   conformance runner on it; extra arguments go to `run.py`. With `--report`, the
 //!   results are also written to `docs/conformance.md` in the shape of an upstream
 //!   conformance report (features with the cases that exercise them).
+//! - `bench [--quick] [--only NAME]`: the performance benchmarks (docs/benchmarks.md).
+
+mod bench;
+mod bench_gen;
+mod bench_proxy;
+mod bench_reload;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -19,8 +25,9 @@ fn main() -> Result<()> {
         "schema" => schema(),
         "golden" => golden(),
         "conformance" => conformance(&rest),
+        "bench" => bench::run(&root(), &rest),
         _ => {
-            eprintln!("usage: cargo xtask <schema|golden|conformance [run.py args]>");
+            eprintln!("usage: cargo xtask <schema|golden|conformance [run.py args]|bench [--quick] [--only NAME]>");
             bail!("unknown task {task:?}")
         }
     }

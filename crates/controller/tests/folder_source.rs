@@ -268,3 +268,67 @@ async fn run_folder_hot_reload() {
         .virtual_hosts
         .is_empty());
 }
+
+/// Fifty atomic rewrites (write + rename, as editors and the conformance runner do):
+/// every published config still has the route, generations only grow, and the last
+/// edit wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_rewrites_never_drop_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    write(&d, "gw.yaml", GATEWAY);
+    write(&d, "route.yaml", &route("/v0"));
+    let (_applied_tx, applied_rx) = tokio::sync::watch::channel(sluice_ir::Applied::default());
+    let mut h = run_folder(d.clone(), Settings::default(), applied_rx)
+        .await
+        .unwrap();
+    let mut observer = h.config.clone();
+    let watcher = tokio::spawn(async move {
+        let mut last = 0;
+        let mut bad = Vec::new();
+        while observer.changed().await.is_ok() {
+            let c = observer.borrow_and_update().clone();
+            if c.generation <= last {
+                bad.push(format!("generation went from {last} to {}", c.generation));
+            }
+            last = c.generation;
+            let routes = c
+                .listeners
+                .first()
+                .map(|l| l.servers[0].virtual_hosts.len())
+                .unwrap_or(0);
+            if routes == 0 {
+                bad.push(format!("generation {} has no route", c.generation));
+                continue;
+            }
+            let path = &c.listeners[0].servers[0].virtual_hosts[0].routes[0]
+                .matcher
+                .path;
+            if *path == sluice_ir::PathMatch::Prefix("/v50".into()) {
+                break;
+            }
+        }
+        bad
+    });
+    for i in 1..=50 {
+        let tmp = d.join(format!(".route.yaml.tmp{i}"));
+        std::fs::write(&tmp, route(&format!("/v{i}"))).unwrap();
+        std::fs::rename(&tmp, d.join("route.yaml")).unwrap();
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    assert!(
+        wait_for(&mut h.config, |c| c.listeners[0].servers[0].virtual_hosts
+            [0]
+        .routes[0]
+            .matcher
+            .path
+            == sluice_ir::PathMatch::Prefix("/v50".into()))
+        .await,
+        "last edit not published"
+    );
+    let bad = tokio::time::timeout(Duration::from_secs(5), watcher)
+        .await
+        .expect("observer saw the last edit");
+    let bad = bad.expect("observer task");
+    assert!(bad.is_empty(), "{bad:?}");
+}

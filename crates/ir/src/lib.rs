@@ -160,6 +160,40 @@ pub struct ServerTls {
     /// Certificate names (keys of [`Config::certificates`]); the first whose names
     /// cover the SNI is served, else the first.
     pub certificates: Vec<String>,
+    /// Client certificate validation (mutual TLS) for connections whose SNI selects
+    /// this server; `None`: no client certificate is requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_validation: Option<ClientValidation>,
+}
+
+/// How client certificates are requested and checked on a TLS server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientValidation {
+    /// PEM bundle of the certificate authorities a client certificate must chain to.
+    pub ca_pem: String,
+    /// What happens with a missing or invalid client certificate.
+    pub mode: ClientCertMode,
+    /// Maximum verification depth of the client chain (default 1, as nginx's
+    /// `ssl_verify_depth`); `None` keeps the TLS library's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_depth: Option<u32>,
+}
+
+/// Client certificate policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ClientCertMode {
+    /// A certificate that chains to the CA is required; the handshake fails otherwise
+    /// (Gateway API `AllowValidOnly`, nginx `ssl_verify_client on`).
+    Require,
+    /// A certificate is requested; if one is presented it must verify, else the
+    /// handshake fails; connections without one are accepted (nginx `optional`).
+    Optional,
+    /// A certificate is requested but neither its absence nor a failed verification
+    /// stops the connection (Gateway API `AllowInsecureFallback`, nginx
+    /// `optional_no_ca`).
+    RequestOnly,
 }
 
 /// A certificate and its private key, PEM encoded, resolved from a Secret.
@@ -205,6 +239,26 @@ pub struct Route {
     /// Timeouts; unset fields mean no timeout beyond the proxy defaults.
     #[serde(default, skip_serializing_if = "Timeouts::is_empty")]
     pub timeouts: Timeouts,
+    /// Retry policy; `None`: a failed attempt is not retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+}
+
+/// When and how often a failed request is sent again (to a backend picked anew).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Retry {
+    /// Upstream answer codes that make an attempt count as failed (e.g. 500, 502).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<u16>,
+    /// Retries after the first attempt (Gateway API `attempts`); 0 disables retries.
+    pub attempts: u32,
+    /// Pause before each retry, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
+    /// Also retry when the connection fails (refused, reset, closed before an answer)
+    /// and when an attempt times out (`timeouts.backendRequestMs`).
+    pub on_connection_error: bool,
 }
 
 /// Conditions on a request. All given conditions must hold.
@@ -340,6 +394,31 @@ pub struct EndpointSet {
     pub protocol: UpstreamProtocol,
     /// Ready endpoints, sorted by address then port.
     pub endpoints: Vec<Endpoint>,
+    /// TLS towards the endpoints (with [`UpstreamProtocol::Https`]): SNI, server
+    /// verification and the client certificate to present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
+}
+
+/// TLS settings towards an upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// SNI sent, and the name the server certificate must carry unless
+    /// `subject_alt_names` is given.
+    pub server_name: String,
+    /// Verify the upstream certificate (false: any certificate is accepted).
+    pub verify: bool,
+    /// PEM bundle of trusted CAs; `None` uses the system's trust store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    /// Names (DNS names or URIs) of which the server certificate must carry at least
+    /// one, instead of `server_name`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<String>,
+    /// Client certificate to present (a key of [`Config::certificates`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
 }
 
 /// Protocol towards an upstream.
@@ -425,6 +504,10 @@ pub enum Filter {
     ResponseHeaders(HeaderModifier),
     /// Rewrite host and/or path before proxying.
     UrlRewrite(UrlRewrite),
+    /// Send a copy of the request to another backend; its answer is discarded.
+    Mirror(Mirror),
+    /// Answer CORS preflights and add CORS headers to answers.
+    Cors(Cors),
     /// The filter could not be translated: the proxy answers `status` (500) instead of
     /// serving the route without it (fail closed).
     InternalError {
@@ -433,6 +516,45 @@ pub enum Filter {
         /// Status code to answer (500).
         status: u16,
     },
+}
+
+/// A request mirror.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Mirror {
+    /// Where copies go (its weight is ignored).
+    pub backend: Backend,
+    /// Share of requests mirrored: `numerator / denominator` (1/1 = all).
+    pub numerator: u32,
+    /// Denominator of the share (> 0).
+    pub denominator: u32,
+}
+
+/// Cross-origin resource sharing (Gateway API `CORS` filter, ingress-nginx
+/// `enable-cors`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cors {
+    /// Allowed origins: `*`, `scheme://host[:port]`, or with a wildcard host label
+    /// (`https://*.example.com`). A request whose `Origin` matches none gets no CORS
+    /// headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_origins: Vec<String>,
+    /// Allowed methods (`*` for any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_methods: Vec<String>,
+    /// Allowed request headers (`*` for any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
+    /// Response headers exposed to the page.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    /// `Access-Control-Max-Age`, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_s: Option<u64>,
+    /// `Access-Control-Allow-Credentials: true`.
+    #[serde(default)]
+    pub allow_credentials: bool,
 }
 
 /// Header changes: `set` replaces, `add` appends, `remove` deletes (by name).

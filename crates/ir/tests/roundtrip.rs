@@ -29,7 +29,7 @@ fn sample() -> Config {
                 name: "gateway/ns/gw/https".into(),
                 source: Source::object("Gateway", "ns", "gw"),
                 hostname: Some(HostMatch::parse("*.Example.com")),
-                tls: Some(ServerTls { certificates: vec!["ns/cert".into()] }),
+                tls: Some(ServerTls { certificates: vec!["ns/cert".into()], client_validation: None }),
                 virtual_hosts: vec![VirtualHost {
                     hostname: None,
                     routes: vec![Route {
@@ -56,6 +56,7 @@ fn sample() -> Config {
                                     kind: BackendKind::Endpoints(EndpointSet {
                                         protocol: UpstreamProtocol::Http1,
                                         endpoints: vec![Endpoint { address: "10.0.0.1".parse().unwrap(), port: 8080 }],
+                                        tls: None,
                                     }),
                                 },
                                 Backend {
@@ -68,6 +69,7 @@ fn sample() -> Config {
                             ],
                         }),
                         timeouts: Timeouts { request_ms: Some(1000), ..Default::default() },
+                        retry: Some(Retry { codes: vec![500], attempts: 2, backoff_ms: None, on_connection_error: true }),
                     }],
                 }],
             }],

@@ -45,7 +45,7 @@ pub(crate) fn start(
                 server_options.h2c = opts.h2c;
                 proxy.server_options = Some(server_options);
                 let tls = Arc::new(TlsState::default());
-                let listeners = ListenerSet::new(Arc::new(proxy), tls.clone());
+                let listeners = ListenerSet::new(Arc::new(proxy), tls.clone(), opts.freebind);
                 let watcher = Watcher {
                     router,
                     tls,

@@ -15,7 +15,7 @@
 //! | `logging`                 | requests by route and status, latency histogram, debug line         |
 //!
 //! Listeners are owned here, not by Pingora's `Server` (which binds only at startup):
-//! see [`listeners`](crate::listeners) for the accept loops that feed Pingora's HTTP app.
+//! see the `listeners` module for the accept loops that feed Pingora's HTTP app.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -54,6 +54,10 @@ pub struct ProxyOptions {
     pub h2c: bool,
     /// Upstream connect timeout for routes that set none (default: 10 s, as Envoy).
     pub connect_timeout: std::time::Duration,
+    /// Set `IP_FREEBIND` on listeners, so an address that is not (yet) on an interface
+    /// still binds (default: false: such a bind fails and is reported in
+    /// [`sluice_ir::Applied::listener_errors`]).
+    pub freebind: bool,
 }
 
 impl Default for ProxyOptions {
@@ -63,6 +67,7 @@ impl Default for ProxyOptions {
             upstream_keepalive_pool_size: 128,
             h2c: true,
             connect_timeout: std::time::Duration::from_secs(10),
+            freebind: false,
         }
     }
 }

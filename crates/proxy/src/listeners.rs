@@ -5,6 +5,15 @@
 //! `pingora_core::services::listening::Service` does (socket digest with the peer
 //! address, TLS handshake when needed, then `ServerApp::process_new` until the
 //! connection is not reusable).
+//!
+//! Differences from Pingora's own loop, both because the pieces are crate-private:
+//! the L4 stream keeps the zero-capacity buffers of `Stream::from(TcpStream)` (Pingora's
+//! `set_buffer` is `pub(crate)`; its HTTP/1 code reads into its own buffer anyway), and
+//! the TLS handshake goes through `protocols::tls::server::handshake_with_callback` with
+//! an acceptor of ours instead of the crate-private `Acceptor`.
+//!
+//! A listener is rebound only when its protocol changes; certificate changes are a swap
+//! of the certificate tables (see [`crate::tls`]).
 
 use crate::tls::{TlsAcceptor, TlsState};
 use pingora_core::apps::ServerApp;
@@ -30,6 +39,7 @@ pub(crate) struct ListenerSet<A> {
     app: Arc<A>,
     tls: Arc<TlsState>,
     bound: HashMap<SocketAddr, Bound>,
+    freebind: bool,
 }
 
 struct Bound {
@@ -42,11 +52,13 @@ struct Bound {
 }
 
 impl<A: ServerApp + Send + Sync + 'static> ListenerSet<A> {
-    pub(crate) fn new(app: Arc<A>, tls: Arc<TlsState>) -> Self {
+    /// `freebind`: set `IP_FREEBIND`, so addresses not (yet) on an interface bind.
+    pub(crate) fn new(app: Arc<A>, tls: Arc<TlsState>, freebind: bool) -> Self {
         ListenerSet {
             app,
             tls,
             bound: HashMap::new(),
+            freebind,
         }
     }
 
@@ -102,7 +114,7 @@ impl<A: ServerApp + Send + Sync + 'static> ListenerSet<A> {
                     }
                 },
             };
-            match bind(addr) {
+            match bind(addr, self.freebind) {
                 Ok(listener) => {
                     let local = listener.local_addr().unwrap_or(addr);
                     tracing::info!(listener = %l.name, %local, protocol = ?l.protocol, "listening");
@@ -137,12 +149,21 @@ impl<A> Drop for ListenerSet<A> {
     }
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds with `SO_REUSEADDR` (a closed listener's port can be bound again at once).
+/// Any 127.0.0.0/8 address binds on Linux without configuration.
+fn bind(addr: SocketAddr, freebind: bool) -> std::io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
+    if freebind {
+        let s = socket2::SockRef::from(&socket);
+        match addr {
+            SocketAddr::V4(_) => s.set_freebind_v4(true)?,
+            SocketAddr::V6(_) => s.set_freebind_v6(true)?,
+        }
+    }
     socket.bind(addr)?;
     socket.listen(BACKLOG)
 }

@@ -238,6 +238,7 @@ fn https_config(generation: u64, port: u16, echo: SocketAddr, foo_serial: u32) -
         hostname: Some(ir::HostMatch::parse(host)),
         tls: Some(ir::ServerTls {
             certificates: vec![cert.into()],
+            client_validation: None,
         }),
         virtual_hosts: vec![ir::VirtualHost {
             hostname: None,

@@ -414,3 +414,117 @@ async fn hot_reload_under_load() {
         ok.load(Ordering::SeqCst)
     );
 }
+
+/// A request in flight keeps the router snapshot it started with: a slow request
+/// routed to `a` completes from `a` after a config that routes to `b` is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_requests_keep_their_snapshot() {
+    let a = echo("a").await;
+    let b = echo("b").await;
+    let port = free_port();
+    let to = |addr| vec![route("r", "/", forward(vec![backend("x", 1, &[addr])]))];
+    let (tx, handle) = start(config(1, vec![listener(port, to(a.addr))])).await;
+    let proxy: SocketAddr = ([127, 0, 0, 1], port).into();
+    let slow = tokio::spawn(async move { send(proxy, "x", "/sleep/500", &[]).await });
+    eventually("the slow request to reach a", || async {
+        a.requests.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    tx.send_replace(config(2, vec![listener(port, to(b.addr))]));
+    wait_applied(&handle, 2).await;
+    assert_eq!(send(proxy, "x", "/", &[]).await.server(), Some("b"));
+    let r = slow.await.expect("slow request");
+    assert_eq!((r.status, r.server()), (200, Some("a")));
+}
+
+/// A listener whose protocol changes is rebound (HTTP → HTTPS on the same port), and
+/// IPv6 listeners work like IPv4 ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_change_rebinds_and_ipv6() {
+    let a = echo("a").await;
+    let port = free_port();
+    let routes = vec![route("r", "/", forward(vec![backend("a", 1, &[a.addr])]))];
+    let (tx, handle) = start(config(1, vec![listener(port, routes.clone())])).await;
+    let proxy: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert_eq!(send(proxy, "x", "/", &[]).await.status, 200);
+
+    // Same port, now HTTPS (no certificate: handshakes fail, plain HTTP is refused).
+    let mut https = listener(port, routes.clone());
+    https.protocol = sluice_ir::Protocol::Https;
+    tx.send_replace(config(2, vec![https]));
+    let applied = wait_applied(&handle, 2).await;
+    assert!(applied.listener_errors.is_empty(), "{applied:?}");
+    assert!(
+        try_send(proxy, "x", "/", &[]).await.is_err(),
+        "plain HTTP on an HTTPS listener must fail"
+    );
+
+    // Back to HTTP, plus an IPv6 loopback listener when the host has one.
+    let v6_port = free_port();
+    let mut listeners = vec![listener(port, routes.clone())];
+    let v6_available = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if v6_available {
+        let mut v6 = listener(v6_port, routes);
+        v6.name = format!("[::1]:{v6_port}");
+        v6.address = "::1".parse().expect("ip");
+        listeners.push(v6);
+    }
+    tx.send_replace(config(3, listeners));
+    let applied = wait_applied(&handle, 3).await;
+    assert!(applied.listener_errors.is_empty(), "{applied:?}");
+    assert_eq!(send(proxy, "x", "/", &[]).await.status, 200);
+    if v6_available {
+        let v6: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, v6_port).into();
+        let r = send(v6, "x", "/", &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.seen("x-forwarded-for"), Some("::1"));
+    }
+}
+
+/// A keep-alive connection left on a removed listener is not served by another
+/// listener's routes: its next request gets 404 and the connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_on_removed_listener() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+    let a = echo("a").await;
+    let (p1, p2) = (free_port(), free_port());
+    let to = |addr| vec![route("r", "/", forward(vec![backend("x", 1, &[addr])]))];
+    let (tx, handle) = start(config(1, vec![listener(p1, to(a.addr))])).await;
+    let stream = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], p1)))
+        .await
+        .expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    let conn = tokio::spawn(conn);
+    let get = || {
+        hyper::Request::builder()
+            .uri("/")
+            .header("host", "x")
+            .body(Empty::<bytes::Bytes>::new())
+            .expect("request")
+    };
+    let r = sender.send_request(get()).await.expect("first request");
+    assert_eq!(r.status(), 200);
+    // Read the body, so the connection can be reused.
+    let _ = r.into_body().collect().await.expect("body");
+
+    tx.send_replace(config(2, vec![listener(p2, to(a.addr))]));
+    wait_applied(&handle, 2).await;
+    match sender.send_request(get()).await {
+        Ok(r) => {
+            assert_eq!(r.status(), 404);
+            assert_eq!(
+                r.headers().get("connection").map(|v| v.as_bytes()),
+                Some(&b"close"[..])
+            );
+        }
+        Err(e) => assert!(e.is_closed() || e.is_incomplete_message(), "{e}"),
+    }
+    tokio::time::timeout(WAIT, conn)
+        .await
+        .expect("connection closed in time")
+        .expect("connection task")
+        .ok();
+}

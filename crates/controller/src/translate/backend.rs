@@ -84,7 +84,10 @@ pub fn resolve(
     if !(group.is_empty() || group == "core") || kind != "Service" {
         return invalid(c::route_unresolved_refs(
             reasons::INVALID_KIND,
-            format!("Backend {group}/{kind} {written} is not a Service."),
+            format!(
+                "Backend {} {written} is not a Service.",
+                crate::translate::group_kind(group, kind)
+            ),
         ));
     }
     if ns != route.namespace
@@ -184,6 +187,7 @@ pub fn resolve(
         kind: ir::BackendKind::Endpoints(ir::EndpointSet {
             protocol,
             endpoints: endpoints.into_iter().collect(),
+            tls: None,
         }),
     };
     (backend, None)

@@ -404,6 +404,7 @@ fn lower_route(r: &RouteNode) -> Vec<(Precedence, ir::Route)> {
                     filters,
                     action,
                     timeouts,
+                    retry: None,
                 },
             ));
         }
@@ -472,6 +473,7 @@ pub fn lower(g: &Graph) -> (ir::Config, Vec<Notice>) {
                 }
                 ir::ServerTls {
                     certificates: l.certificates.clone(),
+                    client_validation: None,
                 }
             });
             let server = ir::Server {

@@ -37,3 +37,12 @@ pub fn translate(store: &Store, settings: &Settings) -> Translation {
         notices,
     }
 }
+
+/// `group/kind` as users write it (`Service` for the core group).
+pub fn group_kind(group: &str, kind: &str) -> String {
+    if group.is_empty() || group == "core" {
+        kind.to_string()
+    } else {
+        format!("{group}/{kind}")
+    }
+}

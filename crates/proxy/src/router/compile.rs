@@ -260,6 +260,12 @@ fn compile_filter(f: &ir::Filter, err: &mut impl FnMut(String)) -> CompiledFilte
                 path: rw.path.clone(),
             }
         }
+        // Not implemented by this proxy build yet: fail closed rather than serve the
+        // route without the filter.
+        ir::Filter::Mirror(_) | ir::Filter::Cors(_) => {
+            tracing::warn!("filter not supported by this proxy build; route answers 500");
+            CompiledFilter::InternalError(500)
+        }
         ir::Filter::InternalError { status, reason } => {
             tracing::debug!(%reason, "route fails closed");
             CompiledFilter::InternalError(if (100..600).contains(status) {

@@ -1,4 +1,4 @@
-//! The compiled router: an [`ir::Config`](sluice_ir::Config) turned into lookup tables.
+//! The compiled router: a [`sluice_ir::Config`] turned into lookup tables.
 //!
 //! No Pingora types here, so matching is tested and benchmarked without a proxy.
 //!

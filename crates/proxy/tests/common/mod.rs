@@ -222,6 +222,7 @@ pub fn backend(name: &str, weight: u32, addrs: &[SocketAddr]) -> ir::Backend {
                     port: a.port(),
                 })
                 .collect(),
+            tls: None,
         }),
     }
 }
@@ -237,6 +238,7 @@ pub fn route(name: &str, prefix: &str, action: ir::Action) -> ir::Route {
         filters: vec![],
         action,
         timeouts: Default::default(),
+        retry: None,
     }
 }
 
