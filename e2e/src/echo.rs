@@ -57,6 +57,8 @@ impl EchoBody {
 struct Counters {
     requests: AtomicU64,
     connections: AtomicU64,
+    /// Wakes the accept loop to close every open connection.
+    close_all: tokio::sync::Notify,
 }
 
 /// A running echo server. Dropping it stops accepting and closes its connections.
@@ -112,6 +114,12 @@ impl EchoServer {
     pub fn connections(&self) -> u64 {
         self.counters.connections.load(Ordering::Relaxed)
     }
+
+    /// Closes every open connection (as a backend's idle timeout or a restart does);
+    /// the server keeps accepting new ones.
+    pub fn close_connections(&self) {
+        self.counters.close_all.notify_one();
+    }
 }
 
 impl Drop for EchoServer {
@@ -137,6 +145,10 @@ async fn accept_loop(listener: TcpListener, ident: Arc<Ident>, counters: Arc<Cou
                 Err(_) => continue,
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            _ = counters.close_all.notified() => {
+                conns.abort_all();
+                continue;
+            }
         };
         counters.connections.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);

@@ -338,3 +338,31 @@ async fn two_gateways_same_address_conflict() {
     assert!(lies.is_empty(), "{}", lies.join("\n"));
     s.assert_running();
 }
+
+/// Pins recovery from a bind failure: once the process squatting a Gateway's
+/// address:port lets it go, the binary binds it (within 10 s, without any change to the
+/// folder) and the Gateway becomes Programmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_bind_is_retried() {
+    let fx = Fixture::new("folder-rebind", test_addr(8, 13), 18080);
+    let squatter = std::net::TcpListener::bind(fx.gateway_addr()).expect("squatting the address");
+    let _echo = fx.backend("echo").await;
+    fx.write("route.yaml", &mk_route(&fx.ns, "r", GATEWAY, "echo"));
+    let mut s = Sluice::start_ready(fx.dir()).await;
+    let ns = fx.ns.clone();
+    s.wait_status("Gateway gw not Programmed", T, |st| {
+        find_object(st, "Gateway", Some(&ns), GATEWAY)
+            .is_some_and(|g| has_condition(&g["status"]["conditions"], "Programmed", "False", None))
+    })
+    .await;
+    drop(squatter);
+    s.wait_reply(fx.gateway_addr(), "rebind.example", "/", T, |r| {
+        r.pod().as_deref() == Some("echo-0")
+    })
+    .await;
+    s.wait_status("Gateway gw Programmed", T, |st| {
+        find_object(st, "Gateway", Some(&ns), GATEWAY)
+            .is_some_and(|g| has_condition(&g["status"]["conditions"], "Programmed", "True", None))
+    })
+    .await;
+}

@@ -290,3 +290,62 @@ async fn hostname_intersection() {
     }
     assert!(bad.is_empty(), "hostname intersection:\n{}", bad.join("\n"));
 }
+
+/// Pins a bad listener affecting only itself: a `UDP` listener next to an HTTP one is
+/// not Accepted (UnsupportedProtocol) and its port is not bound, while the HTTP
+/// listener serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_listener_protocol() {
+    let fx = Fixture::new("gw-proto", test_addr(7, 6), 18080);
+    let _echo = fx.backend("echo").await;
+    let gw = mk_gateway_with_listeners(
+        &fx.ns,
+        GATEWAY,
+        fx.addr,
+        &[
+            ListenerSpec::http("http", 18080),
+            ListenerSpec::http("udp", 18081),
+        ],
+    );
+    // The builder writes HTTP listeners: turn the second one into UDP.
+    let (head, tail) = gw.split_at(gw.rfind("protocol: HTTP").expect("second listener"));
+    let gw = format!(
+        "{head}{}",
+        tail.replacen("protocol: HTTP", "protocol: UDP", 1)
+    );
+    assert!(gw.contains("protocol: UDP"), "{gw}");
+    fx.write("gateway.yaml", &gw);
+    fx.write("route.yaml", &mk_route(&fx.ns, "r", GATEWAY, "echo"));
+    let mut s = Sluice::start_ready(fx.dir()).await;
+    let ns = fx.ns.clone();
+    let status = s
+        .wait_status("listener udp not Accepted", T, |st| {
+            find_object(st, "Gateway", Some(&ns), GATEWAY).is_some_and(|g| {
+                g["status"]["listeners"].as_array().is_some_and(|ls| {
+                    ls.iter().any(|l| {
+                        l["name"] == "udp"
+                            && has_condition(&l["conditions"], "Accepted", "False", None)
+                    })
+                })
+            })
+        })
+        .await;
+    let g = find_object(&status, "Gateway", Some(&ns), GATEWAY).expect("gateway");
+    let udp = g["status"]["listeners"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["name"] == "udp"))
+        .expect("udp listener status");
+    assert_eq!(
+        condition(&udp["conditions"], "Accepted").expect("Accepted")["reason"],
+        "UnsupportedProtocol",
+        "{udp:#}"
+    );
+    s.wait_reply(fx.gateway_addr(), "proto.example", "/", T, |r| {
+        r.pod().as_deref() == Some("echo-0")
+    })
+    .await;
+    assert!(
+        !sluice_e2e::client::port_open(SocketAddr::new(fx.addr, 18081)).await,
+        "the UDP listener's port is bound for TCP"
+    );
+}

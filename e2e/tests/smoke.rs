@@ -315,3 +315,36 @@ async fn post_body_forwarded() {
     assert_eq!(echo.path, "/upload?n=1");
     assert_eq!(echo.body_bytes, 100_000);
 }
+
+/// Pins upstream connection hygiene: when the backend closes its idle keep-alive
+/// connections (its idle timeout, a restart), the next requests still succeed; the
+/// gateway does not answer 502 for a pooled connection the backend already closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_idle_close_is_not_an_error() {
+    let fx = Fixture::new("smoke-idle", test_addr(1, 6), 18080);
+    let echo = fx.backend("echo").await;
+    fx.write("route.yaml", &mk_route(&fx.ns, "r", GATEWAY, "echo"));
+    let mut s = Sluice::start_ready(fx.dir()).await;
+    let host = "idle.example";
+    s.wait_reply(fx.gateway_addr(), host, "/", T, |r| r.status == 200)
+        .await;
+    let mut c = HttpClient::new(fx.gateway_addr());
+    let mut bad = Vec::new();
+    for i in 0..20 {
+        for _ in 0..3 {
+            let r = c.get(host, "/").await.expect("GET");
+            if r.status != 200 {
+                bad.push(format!("round {i}: {} {}", r.status, r.text()));
+            }
+        }
+        echo.close_connections();
+        // Idle time: the backend's FIN reaches the gateway's pooled connections.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(
+        bad.is_empty(),
+        "{} requests failed after the backend closed idle connections:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}

@@ -134,10 +134,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut quick = false;
     let mut only: Option<Vec<String>> = None;
     let mut routes = None;
+    let mut build = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => quick = true,
+            "--no-build" => build = false,
             "--only" => {
                 let v = it.next().context("--only needs a bench name")?;
                 only = Some(v.split(',').map(str::to_string).collect());
@@ -149,7 +151,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo xtask bench [--quick] [--only {}] [--routes N,N]",
+                    "usage: cargo xtask bench [--quick] [--only {}] [--routes N,N] [--no-build]",
                     BENCHES.join(",")
                 );
                 return Ok(());
@@ -178,7 +180,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&opts.out)?;
 
     ensure_tools(&selected)?;
-    if selected.iter().any(|b| *b != "router") {
+    if build && selected.iter().any(|b| *b != "router") {
         build_release(root)?;
     }
 

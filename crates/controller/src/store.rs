@@ -58,6 +58,8 @@ pub enum Kind {
     HttpRoute,
     /// gateway.networking.k8s.io ReferenceGrant.
     ReferenceGrant,
+    /// gateway.networking.k8s.io BackendTLSPolicy.
+    BackendTlsPolicy,
     /// networking.k8s.io/v1 Ingress.
     Ingress,
     /// networking.k8s.io/v1 IngressClass.
@@ -82,6 +84,7 @@ impl Kind {
             (GATEWAY_GROUP, "Gateway") => Kind::Gateway,
             (GATEWAY_GROUP, "HTTPRoute") => Kind::HttpRoute,
             (GATEWAY_GROUP, "ReferenceGrant") => Kind::ReferenceGrant,
+            (GATEWAY_GROUP, "BackendTLSPolicy") => Kind::BackendTlsPolicy,
             ("networking.k8s.io", "Ingress") => Kind::Ingress,
             ("networking.k8s.io", "IngressClass") => Kind::IngressClass,
             _ => return None,
@@ -101,6 +104,7 @@ impl Kind {
             Kind::Gateway => "Gateway",
             Kind::HttpRoute => "HTTPRoute",
             Kind::ReferenceGrant => "ReferenceGrant",
+            Kind::BackendTlsPolicy => "BackendTLSPolicy",
             Kind::Ingress => "Ingress",
             Kind::IngressClass => "IngressClass",
         }
@@ -118,9 +122,11 @@ impl Kind {
     /// `v1beta1` are read with the `v1` struct: the versions share a schema).
     fn typed_api_version(self) -> Option<&'static str> {
         match self {
-            Kind::GatewayClass | Kind::Gateway | Kind::HttpRoute | Kind::ReferenceGrant => {
-                Some("gateway.networking.k8s.io/v1")
-            }
+            Kind::GatewayClass
+            | Kind::Gateway
+            | Kind::HttpRoute
+            | Kind::ReferenceGrant
+            | Kind::BackendTlsPolicy => Some("gateway.networking.k8s.io/v1"),
             _ => None,
         }
     }
@@ -139,6 +145,7 @@ pub enum Object {
     Gateway(Gateway),
     HttpRoute(HttpRoute),
     ReferenceGrant(ReferenceGrant),
+    BackendTlsPolicy(BackendTlsPolicy),
     Ingress(Ingress),
     IngressClass(IngressClass),
 }
@@ -163,6 +170,7 @@ impl Object {
             Kind::Gateway => Object::Gateway(de(value)?),
             Kind::HttpRoute => Object::HttpRoute(de(value)?),
             Kind::ReferenceGrant => Object::ReferenceGrant(de(value)?),
+            Kind::BackendTlsPolicy => Object::BackendTlsPolicy(de(value)?),
             Kind::Ingress => Object::Ingress(de(value)?),
             Kind::IngressClass => Object::IngressClass(de(value)?),
         })
@@ -191,6 +199,8 @@ pub struct Store {
     pub http_routes: BTreeMap<ObjectKey, Arc<HttpRoute>>,
     /// ReferenceGrants.
     pub reference_grants: BTreeMap<ObjectKey, Arc<ReferenceGrant>>,
+    /// BackendTLSPolicies.
+    pub backend_tls_policies: BTreeMap<ObjectKey, Arc<BackendTlsPolicy>>,
     /// Ingresses (kept for a later issue).
     pub ingresses: BTreeMap<ObjectKey, Arc<Ingress>>,
     /// IngressClasses (kept for a later issue).
@@ -242,6 +252,10 @@ impl Store {
             }
             Object::ReferenceGrant(o) => {
                 self.reference_grants
+                    .insert(key_of(&o.metadata), Arc::new(o));
+            }
+            Object::BackendTlsPolicy(o) => {
+                self.backend_tls_policies
                     .insert(key_of(&o.metadata), Arc::new(o));
             }
             Object::Ingress(o) => {

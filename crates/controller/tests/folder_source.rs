@@ -1,6 +1,6 @@
 //! Folder source: walking, parsing, last-good-parse retention, deletion, and the
 //! watching task.
-use sluice_controller::source::folder::{load_dir, run_folder};
+use sluice_controller::source::folder::{load_dir, run_folder, EMPTY_GRACE};
 use sluice_controller::store::Kind;
 use sluice_controller::Settings;
 use std::path::Path;
@@ -123,12 +123,27 @@ fn invalid_yaml_keeps_last_good_objects() {
     assert!(state.notices().is_empty());
 
     assert!(!state.refresh(), "nothing changed");
-    // A file found empty keeps its objects for one refresh (a truncate before a write).
+    // A file found blank keeps its objects for EMPTY_GRACE (an editor's truncate
+    // before its write), then the blank content is believed.
     write(d, "a.yaml", "");
+    let blanked = std::time::Instant::now();
     state.refresh();
     assert!(state.pending());
     assert_eq!(names(&state), vec!["Namespace:c"]);
-    assert!(state.refresh());
+    assert!(!state.refresh(), "still within the grace period");
+    assert_eq!(names(&state), vec!["Namespace:c"]);
+    let deadline = blanked + EMPTY_GRACE + std::time::Duration::from_secs(5);
+    while !state.refresh() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "blank file never accepted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        blanked.elapsed() >= EMPTY_GRACE,
+        "accepted before the grace period ended"
+    );
     assert!(!state.pending());
     assert!(names(&state).is_empty(), "still empty: accepted");
     write(

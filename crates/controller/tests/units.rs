@@ -141,3 +141,79 @@ fn dataplane_feedback() {
     assert_eq!(g.listeners[0].conditions[0].status, "False");
     assert_eq!(g.listeners[0].conditions[1].reason, "PortUnavailable");
 }
+
+/// CORS: the spec's defaults (maxAge 5, no credentials) and origin validation.
+#[test]
+fn cors_defaults_and_origins() {
+    use gateway_api::apis::experimental::httproutes::HttpRouteRulesFiltersCors as Cors;
+    use sluice_controller::translate::lower::cors;
+    let c = cors(&Cors {
+        allow_origins: Some(vec!["https://*.example.com".into(), "*".into()]),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(c.max_age_s, Some(5));
+    assert!(!c.allow_credentials);
+    for ok in ["http://a.b:8080", "https://x", "*"] {
+        let v = Cors {
+            allow_origins: Some(vec![ok.into()]),
+            ..Default::default()
+        };
+        assert!(cors(&v).is_ok(), "{ok}");
+    }
+    for bad in [
+        "ftp://a.b",
+        "https://a.b/path",
+        "a.b",
+        "https://a.*.b",
+        "http://a:0",
+        "http://",
+    ] {
+        let v = Cors {
+            allow_origins: Some(vec![bad.into()]),
+            ..Default::default()
+        };
+        assert!(cors(&v).is_err(), "{bad}");
+    }
+    let neg = Cors {
+        max_age: Some(-1),
+        ..Default::default()
+    };
+    assert!(cors(&neg).is_err());
+}
+
+/// Retry: connection errors always retried, implementation default for attempts, bad
+/// parts left out with a message.
+#[test]
+fn retry_policy() {
+    use gateway_api::apis::experimental::httproutes::HttpRouteRulesRetry as Retry;
+    use sluice_controller::translate::lower::{retry, DEFAULT_RETRY_ATTEMPTS};
+    let (r, msg) = retry(&Retry::default());
+    assert_eq!(r.attempts, DEFAULT_RETRY_ATTEMPTS);
+    assert!(r.on_connection_error && r.codes.is_empty() && r.backoff_ms.is_none());
+    assert!(msg.is_none());
+    let (r, msg) = retry(&Retry {
+        attempts: Some(3),
+        backoff: Some("1m30s".into()),
+        codes: Some(vec![500, 500, 399, 503]),
+    });
+    assert_eq!((r.attempts, r.backoff_ms), (3, Some(90_000)));
+    assert_eq!(r.codes, vec![500, 503]);
+    assert!(msg.unwrap().contains("399"));
+}
+
+/// BackendTLSPolicy lookup: a policy naming the port wins over one for the Service.
+#[test]
+fn backend_tls_lookup() {
+    use sluice_controller::translate::backend::BackendTlsTable;
+    use sluice_controller::ObjectKey;
+    let svc = ObjectKey::new("ns", "svc");
+    let mut t = BackendTlsTable::default();
+    t.by_target.insert((svc.clone(), None), vec![0, 2]);
+    t.by_target
+        .insert((svc.clone(), Some("admin".into())), vec![1]);
+    assert_eq!(t.lookup(&svc, "admin"), Some(&[1][..]));
+    assert_eq!(t.lookup(&svc, "http"), Some(&[0, 2][..]));
+    assert_eq!(t.lookup(&svc, ""), Some(&[0, 2][..]));
+    assert_eq!(t.lookup(&ObjectKey::new("ns", "other"), "admin"), None);
+}

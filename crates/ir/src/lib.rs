@@ -79,7 +79,9 @@ pub struct Listener {
 }
 
 /// Protocol spoken on a listener socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Protocol {
     /// Cleartext HTTP/1.1 (and HTTP/2 with prior knowledge).
@@ -90,7 +92,9 @@ pub enum Protocol {
 
 /// A hostname pattern: an exact name, or a wildcard `*.suffix` matching one or more
 /// labels in front of `suffix` (Gateway API and nginx semantics). Always lower case.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase", tag = "type", content = "value")]
 pub enum HostMatch {
     /// `foo.example.com`: only that name.
@@ -434,7 +438,9 @@ pub enum UpstreamProtocol {
 }
 
 /// One endpoint address.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Endpoint {
     /// IP address.
@@ -618,7 +624,9 @@ impl Timeouts {
 }
 
 /// Provenance: the object a user wrote that produced an IR element.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Source {
     /// Kind: `HTTPRoute`, `Gateway`, `Ingress`, ...

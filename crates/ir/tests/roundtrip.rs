@@ -15,7 +15,11 @@ fn sample() -> Config {
     let mut certificates = BTreeMap::new();
     certificates.insert(
         "ns/cert".to_string(),
-        Certificate { name: "ns/cert".into(), cert_pem: "C".into(), key_pem: "K".into() },
+        Certificate {
+            name: "ns/cert".into(),
+            cert_pem: "C".into(),
+            key_pem: "K".into(),
+        },
     );
     Config {
         generation: 7,
@@ -29,7 +33,10 @@ fn sample() -> Config {
                 name: "gateway/ns/gw/https".into(),
                 source: Source::object("Gateway", "ns", "gw"),
                 hostname: Some(HostMatch::parse("*.Example.com")),
-                tls: Some(ServerTls { certificates: vec!["ns/cert".into()], client_validation: None }),
+                tls: Some(ServerTls {
+                    certificates: vec!["ns/cert".into()],
+                    client_validation: None,
+                }),
                 virtual_hosts: vec![VirtualHost {
                     hostname: None,
                     routes: vec![Route {
@@ -37,12 +44,21 @@ fn sample() -> Config {
                         source: src.clone(),
                         matcher: RouteMatch {
                             path: PathMatch::Exact("/a".into()),
-                            headers: vec![HeaderMatch { name: "x".into(), value: StringMatch::Exact("1".into()) }],
-                            query_params: vec![QueryParamMatch { name: "q".into(), value: StringMatch::Regex("^a".into()) }],
+                            headers: vec![HeaderMatch {
+                                name: "x".into(),
+                                value: StringMatch::Exact("1".into()),
+                            }],
+                            query_params: vec![QueryParamMatch {
+                                name: "q".into(),
+                                value: StringMatch::Regex("^a".into()),
+                            }],
                             method: Some("GET".into()),
                         },
                         filters: vec![Filter::RequestHeaders(HeaderModifier {
-                            set: vec![HeaderValue { name: "a".into(), value: "b".into() }],
+                            set: vec![HeaderValue {
+                                name: "a".into(),
+                                value: "b".into(),
+                            }],
                             add: vec![],
                             remove: vec!["c".into()],
                         })],
@@ -55,7 +71,10 @@ fn sample() -> Config {
                                     filters: vec![],
                                     kind: BackendKind::Endpoints(EndpointSet {
                                         protocol: UpstreamProtocol::Http1,
-                                        endpoints: vec![Endpoint { address: "10.0.0.1".parse().unwrap(), port: 8080 }],
+                                        endpoints: vec![Endpoint {
+                                            address: "10.0.0.1".parse().unwrap(),
+                                            port: 8080,
+                                        }],
                                         tls: None,
                                     }),
                                 },
@@ -64,12 +83,23 @@ fn sample() -> Config {
                                     source: src,
                                     weight: 1,
                                     filters: vec![],
-                                    kind: BackendKind::Invalid { reason: "not found".into(), status: 500 },
+                                    kind: BackendKind::Invalid {
+                                        reason: "not found".into(),
+                                        status: 500,
+                                    },
                                 },
                             ],
                         }),
-                        timeouts: Timeouts { request_ms: Some(1000), ..Default::default() },
-                        retry: Some(Retry { codes: vec![500], attempts: 2, backoff_ms: None, on_connection_error: true }),
+                        timeouts: Timeouts {
+                            request_ms: Some(1000),
+                            ..Default::default()
+                        },
+                        retry: Some(Retry {
+                            codes: vec![500],
+                            attempts: 2,
+                            backoff_ms: None,
+                            on_connection_error: true,
+                        }),
                     }],
                 }],
             }],
@@ -115,8 +145,15 @@ fn validation_reports_all_errors() {
     c.listeners.push(l);
     c.certificates.clear();
     let errs = c.validate().unwrap_err();
-    assert!(errs.iter().any(|e| matches!(e, ValidationError::DuplicateListener(..))));
-    assert_eq!(errs.iter().filter(|e| matches!(e, ValidationError::UnknownCertificate { .. })).count(), 2);
+    assert!(errs
+        .iter()
+        .any(|e| matches!(e, ValidationError::DuplicateListener(..))));
+    assert_eq!(
+        errs.iter()
+            .filter(|e| matches!(e, ValidationError::UnknownCertificate { .. }))
+            .count(),
+        2
+    );
 }
 
 /// The JSON schema is generated and describes the top-level fields.
@@ -126,4 +163,17 @@ fn schema_dump() {
     let props = &schema["properties"];
     assert!(props.get("listeners").is_some());
     assert!(props.get("certificates").is_some());
+}
+
+/// The committed schema (`config/ir.schema.json`) is the one the types generate:
+/// `cargo xtask schema` rewrites it after an IR change.
+#[test]
+fn committed_schema_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/ir.schema.json");
+    let committed = std::fs::read_to_string(&path).expect("config/ir.schema.json exists");
+    let generated = serde_json::to_string_pretty(&Config::json_schema()).unwrap() + "\n";
+    assert!(
+        committed == generated,
+        "config/ir.schema.json is stale: run `cargo xtask schema`"
+    );
 }

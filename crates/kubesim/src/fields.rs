@@ -278,7 +278,7 @@ pub fn write_managed(obj: &mut Value, entries: &[ManagedEntry]) {
     };
     let list: Vec<Value> = entries
         .iter()
-        .filter(|e| !e.fields.is_empty())
+        .filter(|e| !e.fields.is_empty() && !e.manager.is_empty())
         .map(ManagedEntry::to_json)
         .collect();
     if list.is_empty() {

@@ -23,10 +23,12 @@
 //! false; deleting a CRD removes its kind (404 on its paths, absent from discovery).
 
 pub mod fields;
+mod protobuf;
 pub mod resources;
 pub mod selectors;
 mod server;
 pub mod store;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,9 @@ pub struct SimOptions {
     pub kubeconfig: Option<PathBuf>,
     /// Namespaces created at start.
     pub namespaces: Vec<String>,
+    /// Reject Gateway API objects whose `spec` or `status` does not fit the schema
+    /// (as a real API server does for CRDs), with `422 Invalid`.
+    pub validate: bool,
 }
 
 impl Default for SimOptions {
@@ -74,6 +79,7 @@ impl Default for SimOptions {
                 "kube-public".into(),
                 "kube-node-lease".into(),
             ],
+            validate: true,
         }
     }
 }
@@ -111,9 +117,39 @@ impl RequestRecord {
     }
 }
 
+/// An injected failure: the next `times` requests that match answer `code` with a
+/// `Status` body instead of being served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// HTTP method to match (`GET`, `PATCH`, ...); any when `None`.
+    pub method: Option<String>,
+    /// Substring of the path to match (`"/status"`, `"/httproutes"`, `""` for all).
+    pub path_contains: String,
+    /// Match only watches (`Some(true)`) or only non-watches (`Some(false)`).
+    pub watch: Option<bool>,
+    /// HTTP status to answer: 500, 503, 429 (sent with `Retry-After: 1`), 409, ...
+    pub code: u16,
+    /// How many requests fail.
+    pub times: usize,
+}
+
+impl Fault {
+    /// `times` requests with `method` on paths containing `path_contains` fail with `code`.
+    pub fn new(method: &str, path_contains: &str, code: u16, times: usize) -> Fault {
+        Fault {
+            method: Some(method.to_string()),
+            path_contains: path_contains.to_string(),
+            watch: None,
+            code,
+            times,
+        }
+    }
+}
+
 pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub log: Mutex<Vec<RequestRecord>>,
+    pub faults: Mutex<Vec<Fault>>,
     pub opts: SimOptions,
     pub addr: Mutex<SocketAddr>,
 }
@@ -138,6 +174,7 @@ impl Sim {
         let addr = listener.local_addr()?;
         let (rv_tx, rv_rx) = tokio::sync::watch::channel(1u64);
         let mut state = State::new(opts.max_history.max(1), rv_tx);
+        state.validate = opts.validate;
         let ns_type = state
             .find_type("", "v1", "namespaces")
             .expect("namespaces are built in");
@@ -168,6 +205,7 @@ impl Sim {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             log: Mutex::new(Vec::new()),
+            faults: Mutex::new(Vec::new()),
             opts,
             addr: Mutex::new(addr),
         });
@@ -259,7 +297,9 @@ async fn serve(
 
 impl SimHandle {
     fn runtime(&self) -> &tokio::runtime::Runtime {
-        self.runtime.as_ref().expect("runtime lives as long as the handle")
+        self.runtime
+            .as_ref()
+            .expect("runtime lives as long as the handle")
     }
 
     fn spawn_server(&self, listener: std::net::TcpListener) -> anyhow::Result<()> {
@@ -390,7 +430,7 @@ impl SimHandle {
     }
 
     /// Creates or replaces an object as given, status included, bypassing
-    /// resourceVersion checks (the manager is `kubesim`). Namespaced objects without a
+    /// resourceVersion checks and field ownership (no managedFields entry). Namespaced objects without a
     /// namespace go to `default`. Watches see the change.
     pub fn put(&self, obj: Value) -> Result<Value, ApiError> {
         let mut state = self.shared.state.lock();
@@ -465,6 +505,54 @@ impl SimHandle {
         }
     }
 
+    /// Makes matching requests fail (see [`Fault`]); rules are tried in order.
+    pub fn inject_fault(&self, fault: Fault) {
+        self.shared.faults.lock().push(fault);
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().clear();
+    }
+
+    /// Waits (blocking) until the object exists and `cond` holds for it; returns it.
+    pub fn wait_for_object(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+        cond: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        let mut found = None;
+        self.wait_for(timeout, |s| {
+            found = s.get(kind, namespace, name).filter(|o| cond(o));
+            found.is_some()
+        });
+        found
+    }
+
+    /// Async [`wait_for_object`](Self::wait_for_object).
+    pub async fn wait_for_object_async(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+        cond: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        let ok = self
+            .wait_for_async(timeout, |s| {
+                s.get(kind, namespace, name).is_some_and(|o| cond(&o))
+            })
+            .await;
+        if ok {
+            self.get(kind, namespace, name)
+        } else {
+            None
+        }
+    }
+
     /// Every request answered so far, oldest first.
     pub fn request_log(&self) -> Vec<RequestRecord> {
         self.shared.log.lock().clone()
@@ -475,7 +563,7 @@ impl SimHandle {
     }
 
     /// Waits (blocking the calling thread) until `cond` holds; false on timeout.
-    pub fn wait_for(&self, timeout: Duration, cond: impl Fn(&SimHandle) -> bool) -> bool {
+    pub fn wait_for(&self, timeout: Duration, mut cond: impl FnMut(&SimHandle) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if cond(self) {

@@ -76,7 +76,7 @@ impl ResourceType {
         base == self.kind.to_ascii_lowercase()
             || base == self.plural
             || base == self.singular
-            || self.short_names.iter().any(|s| *s == base)
+            || self.short_names.contains(&base)
     }
 
     fn discovery_entries(&self) -> Vec<Value> {
@@ -265,6 +265,72 @@ const BUILTINS: &[Builtin] = &[
         plural: "leases",
         singular: "lease",
         kind: "Lease",
+        namespaced: true,
+        short: &[],
+        status: false,
+        generation: false,
+    },
+    Builtin {
+        group: "apps",
+        version: "v1",
+        plural: "deployments",
+        singular: "deployment",
+        kind: "Deployment",
+        namespaced: true,
+        short: &["deploy"],
+        status: true,
+        generation: true,
+    },
+    Builtin {
+        group: "policy",
+        version: "v1",
+        plural: "poddisruptionbudgets",
+        singular: "poddisruptionbudget",
+        kind: "PodDisruptionBudget",
+        namespaced: true,
+        short: &["pdb"],
+        status: true,
+        generation: true,
+    },
+    Builtin {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterroles",
+        singular: "clusterrole",
+        kind: "ClusterRole",
+        namespaced: false,
+        short: &[],
+        status: false,
+        generation: false,
+    },
+    Builtin {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterrolebindings",
+        singular: "clusterrolebinding",
+        kind: "ClusterRoleBinding",
+        namespaced: false,
+        short: &[],
+        status: false,
+        generation: false,
+    },
+    Builtin {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "roles",
+        singular: "role",
+        kind: "Role",
+        namespaced: true,
+        short: &[],
+        status: false,
+        generation: false,
+    },
+    Builtin {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "rolebindings",
+        singular: "rolebinding",
+        kind: "RoleBinding",
         namespaced: true,
         short: &[],
         status: false,
@@ -463,7 +529,15 @@ pub fn gateway_api_crds() -> Vec<Value> {
             &["v1beta1", "v1"],
             false,
         ),
-        crd_object(g, "ListenerSet", "listenersets", &["lset"], true, &["v1"], true),
+        crd_object(
+            g,
+            "ListenerSet",
+            "listenersets",
+            &["lset"],
+            true,
+            &["v1"],
+            true,
+        ),
         crd_object(
             g,
             "TLSRoute",
@@ -577,7 +651,10 @@ pub fn group_list(types: &[ResourceType]) -> Value {
 fn gv_hash(types: &[ResourceType], group: &str, version: &str) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for t in types.iter().filter(|t| t.group == group && t.serves(version)) {
+    for t in types
+        .iter()
+        .filter(|t| t.group == group && t.serves(version))
+    {
         t.plural.hash(&mut h);
         t.kind.hash(&mut h);
         t.namespaced.hash(&mut h);
@@ -643,7 +720,11 @@ pub fn openapi_v3_group_version(
         let gvk = json!({"group": group, "version": version, "kind": t.kind});
         let schema_name = format!(
             "{}.{}.{}",
-            if group.is_empty() { "io.k8s.api.core" } else { group },
+            if group.is_empty() {
+                "io.k8s.api.core"
+            } else {
+                group
+            },
             version,
             t.kind
         );

@@ -129,7 +129,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = term.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(format!("invalid selector: '{term}'; can't understand '{term}'"));
+                return Err(format!(
+                    "invalid selector: '{term}'; can't understand '{term}'"
+                ));
             };
             let path = k.trim().split('.').map(str::to_string).collect();
             reqs.push((path, eq, v.trim().to_string()));
@@ -182,7 +184,13 @@ mod tests {
         for s in ok {
             assert!(LabelSelector::parse(s).unwrap().matches(&obj), "{s}");
         }
-        let no = ["app=db", "missing", "!app", "tier in (back)", "tier notin (front)"];
+        let no = [
+            "app=db",
+            "missing",
+            "!app",
+            "tier in (back)",
+            "tier notin (front)",
+        ];
         for s in no {
             assert!(!LabelSelector::parse(s).unwrap().matches(&obj), "{s}");
         }
@@ -195,6 +203,8 @@ mod tests {
         assert!(sel.matches(&obj));
         assert_eq!(sel.required_name(), Some("a"));
         assert!(FieldSelector::parse("type=Opaque").unwrap().matches(&obj));
-        assert!(!FieldSelector::parse("metadata.name=b").unwrap().matches(&obj));
+        assert!(!FieldSelector::parse("metadata.name=b")
+            .unwrap()
+            .matches(&obj));
     }
 }

@@ -128,7 +128,10 @@ impl Ctx {
 }
 
 /// Handles one HTTP request.
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let raw_query = req.uri().query().unwrap_or("").to_string();
@@ -146,7 +149,65 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
+    let mut body = body;
+    let mut content_type = content_type;
+    if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        if let Some(v) = crate::protobuf::decode(&body) {
+            body = Bytes::from(serde_json::to_vec(&v).expect("JSON values serialize"));
+            content_type = "application/json".into();
+        }
+    }
+    if content_type.starts_with("application/vnd.kubernetes.protobuf")
+        || content_type.starts_with("application/cbor")
+    {
+        // JSON only: clients (client-go included) fall back to JSON on 415.
+        let e = ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type})"),
+        );
+        let resp = error_response(&e);
+        shared.log.lock().push(RequestRecord {
+            method: method.to_string(),
+            path,
+            query: raw_query,
+            status: 415,
+            content_type,
+            user_agent,
+            field_manager: None,
+            watch: false,
+        });
+        return Ok(resp);
+    }
     let query = parse_query(&raw_query);
+    let is_watch = method == Method::GET && (truthy(&query, "watch") || path.contains("/watch/"));
+    if let Some(code) = take_fault(&shared, &method, &path, is_watch) {
+        let reason = match code {
+            429 => "TooManyRequests",
+            409 => "Conflict",
+            404 => "NotFound",
+            503 => "ServiceUnavailable",
+            504 => "Timeout",
+            _ => "InternalError",
+        };
+        let e = ApiError::new(code, reason, format!("injected failure ({code})"));
+        let mut resp = error_response(&e);
+        if code == 429 {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        }
+        shared.log.lock().push(RequestRecord {
+            method: method.to_string(),
+            path,
+            query: raw_query,
+            status: code,
+            content_type,
+            user_agent,
+            field_manager: query.get("fieldManager").cloned(),
+            watch: is_watch,
+        });
+        return Ok(resp);
+    }
     let field_manager = query.get("fieldManager").cloned();
     let ctx = Ctx {
         method: method.clone(),
@@ -173,8 +234,8 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
 fn version_info() -> Value {
     json!({
         "major": "1",
-        "minor": "34",
-        "gitVersion": "v1.34.0-kubesim",
+        "minor": "33",
+        "gitVersion": "v1.33.0-kubesim",
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z",
@@ -461,7 +522,9 @@ fn table(items: &[Value], rv: Value) -> Value {
         .iter()
         .map(|o| {
             let name = o.pointer("/metadata/name").cloned().unwrap_or(json!(""));
-            let created = o.pointer("/metadata/creationTimestamp").and_then(Value::as_str);
+            let created = o
+                .pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str);
             let mut partial = json!({
                 "kind": "PartialObjectMetadata",
                 "apiVersion": "meta.k8s.io/v1",
@@ -763,4 +826,23 @@ fn watch(shared: &Arc<Shared>, t: &Target, ctx: &Ctx) -> Result<Response<Body>, 
     }
     let s = futures::stream::unfold(stream, WatchStream::next_frame);
     Ok(response(StreamBody::new(s).boxed_unsync()))
+}
+
+fn take_fault(shared: &Shared, method: &Method, path: &str, is_watch: bool) -> Option<u16> {
+    let mut faults = shared.faults.lock();
+    let idx = faults.iter().position(|f| {
+        f.times > 0
+            && f.method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
+            && path.contains(&f.path_contains)
+            && f.watch.is_none_or(|w| w == is_watch)
+    })?;
+    let f = &mut faults[idx];
+    f.times -= 1;
+    let code = f.code;
+    if f.times == 0 {
+        faults.remove(idx);
+    }
+    Some(code)
 }

@@ -36,7 +36,11 @@ impl ApiError {
     }
 
     pub fn not_found_path() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
@@ -131,7 +135,10 @@ pub struct Event {
 pub enum WatchMsg {
     Event(Arc<Event>),
     /// The history was compacted under the watch: send `410 Gone` and end.
-    Expired { requested: u64, current: u64 },
+    Expired {
+        requested: u64,
+        current: u64,
+    },
 }
 
 pub struct WatcherSlot {
@@ -191,6 +198,14 @@ impl Filter {
 
 type ObjKey = (String, String);
 
+/// The events a new watch sends first, the resourceVersion it starts at, and its
+/// channel.
+pub type WatchStart = (
+    Vec<(EventType, Value)>,
+    u64,
+    mpsc::UnboundedReceiver<WatchMsg>,
+);
+
 pub struct State {
     pub rv: u64,
     pub objects: BTreeMap<String, BTreeMap<ObjKey, Value>>,
@@ -202,13 +217,13 @@ pub struct State {
     pub builtins: Vec<ResourceType>,
     pub crds: BTreeMap<String, ResourceType>,
     pub rv_tx: tokio::sync::watch::Sender<u64>,
+    /// Check Gateway API objects against their schema.
+    pub validate: bool,
     next_cluster_ip: u32,
 }
 
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn new_uid() -> String {
@@ -240,8 +255,14 @@ fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 fn meta(obj: &Value) -> Option<&Map<String, Value>> {
@@ -252,7 +273,9 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
@@ -303,6 +326,7 @@ impl State {
             builtins: resources::builtins(),
             crds: BTreeMap::new(),
             rv_tx,
+            validate: true,
             next_cluster_ip: 1,
         }
     }
@@ -311,7 +335,10 @@ impl State {
     pub fn types(&self) -> Vec<ResourceType> {
         let mut out = self.builtins.clone();
         for t in self.crds.values() {
-            if !out.iter().any(|b| b.group == t.group && b.plural == t.plural) {
+            if !out
+                .iter()
+                .any(|b| b.group == t.group && b.plural == t.plural)
+            {
                 out.push(t.clone());
             }
         }
@@ -425,7 +452,9 @@ impl State {
         apply: bool,
     ) -> ApiResult<Value> {
         if !body.is_object() {
-            return Err(ApiError::bad_request("the body of the request was not an object"));
+            return Err(ApiError::bad_request(
+                "the body of the request was not an object",
+            ));
         }
         if let Some(kind) = body.get("kind").and_then(Value::as_str) {
             if kind != rt.kind {
@@ -550,6 +579,7 @@ impl State {
             m.remove("selfLink");
         }
         fields::write_managed(&mut body, &[manager]);
+        self.check_schema(rt, &name, &body)?;
         if w.dry_run {
             meta_mut(&mut body).insert("resourceVersion".into(), self.rv.to_string().into());
             return Ok(body);
@@ -564,6 +594,20 @@ impl State {
         Ok(body)
     }
 
+    fn check_schema(&self, rt: &ResourceType, name: &str, obj: &Value) -> ApiResult<()> {
+        if !self.validate {
+            return Ok(());
+        }
+        crate::validate::validate(rt, obj).map_err(|m| {
+            ApiError::new(
+                422,
+                "Invalid",
+                format!("{}.{} \"{name}\" is invalid: {m}", rt.kind, rt.group),
+            )
+            .with_details(rt, name)
+        })
+    }
+
     fn apply_defaults(&mut self, rt: &ResourceType, body: &mut Value) {
         match (rt.group.as_str(), rt.plural.as_str()) {
             ("", "namespaces") => {
@@ -574,8 +618,34 @@ impl State {
                     l.insert("kubernetes.io/metadata.name".into(), name.into());
                 }
                 body["status"] = json!({"phase": "Active"});
-                if body.get("spec").is_none() {
+                if body
+                    .get("spec")
+                    .is_none_or(|s| s.as_object().is_some_and(|m| m.is_empty()))
+                {
                     body["spec"] = json!({"finalizers": ["kubernetes"]});
+                }
+            }
+            ("", "secrets") => {
+                if body
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    body["type"] = json!("Opaque");
+                }
+                // stringData is write-only: fold it into data.
+                if let Some(Value::Object(sd)) =
+                    body.as_object_mut().and_then(|m| m.remove("stringData"))
+                {
+                    use base64::Engine;
+                    if !body.get("data").is_some_and(Value::is_object) {
+                        body["data"] = json!({});
+                    }
+                    for (k, v) in sd {
+                        let enc = base64::engine::general_purpose::STANDARD
+                            .encode(v.as_str().unwrap_or("").as_bytes());
+                        body["data"][k.as_str()] = json!(enc);
+                    }
                 }
             }
             ("", "services") => {
@@ -599,7 +669,8 @@ impl State {
                     spec.insert("clusterIP".into(), ip.clone().into());
                     spec.insert("clusterIPs".into(), json!([ip]));
                 }
-                spec.entry("sessionAffinity").or_insert_with(|| json!("None"));
+                spec.entry("sessionAffinity")
+                    .or_insert_with(|| json!("None"));
                 if let Some(Value::Array(ports)) = spec.get_mut("ports") {
                     for p in ports {
                         if let Some(p) = p.as_object_mut() {
@@ -627,7 +698,9 @@ impl State {
         w: &WriteOpts,
     ) -> ApiResult<Value> {
         if !body.is_object() {
-            return Err(ApiError::bad_request("the body of the request was not an object"));
+            return Err(ApiError::bad_request(
+                "the body of the request was not an object",
+            ));
         }
         if let Some(bname) = meta_str(&body, "name") {
             if bname != name {
@@ -650,6 +723,18 @@ impl State {
             .get(rt, &ns_key, name)
             .cloned()
             .ok_or_else(|| ApiError::not_found(rt, name))?;
+        if rt.crd_name.is_some() && meta_str(&body, "resourceVersion").is_none_or(str::is_empty) {
+            // Custom resources do not allow unconditional updates.
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!(
+                    "{}.{} \"{name}\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
+                    rt.kind, rt.group
+                ),
+            )
+            .with_details(rt, name));
+        }
         self.replace_checked(rt, &old, body, status_sub, w)
     }
 
@@ -754,9 +839,10 @@ impl State {
         }
         if !changed.is_empty() {
             let av = rt.api_version(rt.preferred_version());
-            match entries.iter_mut().find(|e| {
-                e.manager == w.manager && e.operation == "Update" && e.subresource == sub
-            }) {
+            match entries
+                .iter_mut()
+                .find(|e| e.manager == w.manager && e.operation == "Update" && e.subresource == sub)
+            {
                 Some(e) => {
                     e.fields.extend(changed.iter().cloned());
                     e.time = now_rfc3339();
@@ -785,6 +871,7 @@ impl State {
     ) -> ApiResult<Value> {
         let name = meta_str(old, "name").unwrap_or("").to_string();
         let ns = meta_str(old, "namespace").unwrap_or("").to_string();
+        normalize_update(rt, old, &mut new);
         if rt.generation && generation_view(old) != generation_view(&new) {
             let g = meta(old)
                 .and_then(|m| m.get("generation"))
@@ -804,6 +891,7 @@ impl State {
         if noop_view(old) == noop_view(&new) {
             return Ok(old.clone());
         }
+        self.check_schema(rt, &name, &new)?;
         if w.dry_run {
             return Ok(new);
         }
@@ -824,7 +912,12 @@ impl State {
         if let Some(t) = crd_type {
             self.crds.insert(name.clone(), t);
         }
-        self.commit(&rt.key(), EventType::Modified, new.clone(), Some(old.clone()));
+        self.commit(
+            &rt.key(),
+            EventType::Modified,
+            new.clone(),
+            Some(old.clone()),
+        );
         Ok(new)
     }
 
@@ -891,10 +984,16 @@ impl State {
             ));
         }
         if !applied.is_object() {
-            return Err(ApiError::bad_request("the applied configuration is not an object"));
+            return Err(ApiError::bad_request(
+                "the applied configuration is not an object",
+            ));
         }
         for key in ["apiVersion", "kind"] {
-            if applied.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
+            if applied
+                .get(key)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 return Err(ApiError::bad_request(format!(
                     "invalid object type: {key} must be set in an applied configuration"
                 )));
@@ -1195,7 +1294,9 @@ impl State {
         };
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
         let w = WriteOpts {
-            manager: "kubesim".into(),
+            // No manager: objects put by tests are owned by nobody, so later applies
+            // never conflict with them.
+            manager: String::new(),
             ..Default::default()
         };
         let ns_key = Self::ns_key(rt, ns.as_deref());
@@ -1242,7 +1343,7 @@ impl State {
         filter: &Filter,
         resource_version: Option<&str>,
         send_initial: bool,
-    ) -> Result<(Vec<(EventType, Value)>, u64, mpsc::UnboundedReceiver<WatchMsg>), (u64, u64)> {
+    ) -> Result<WatchStart, (u64, u64)> {
         let mut initial = Vec::new();
         let start = match resource_version.filter(|s| !s.is_empty() && *s != "0") {
             Some(s) if !send_initial => {
@@ -1250,7 +1351,11 @@ impl State {
                 if n < self.floor {
                     return Err((n, self.rv));
                 }
-                for ev in self.history.iter().filter(|e| e.rv > n && e.key == rt.key()) {
+                for ev in self
+                    .history
+                    .iter()
+                    .filter(|e| e.rv > n && e.key == rt.key())
+                {
                     if let Some(pair) = transform(ev, filter) {
                         initial.push(pair);
                     }
@@ -1310,5 +1415,56 @@ fn strip_directives(v: &mut Value) {
         for child in m.values_mut() {
             strip_directives(child);
         }
+    }
+}
+
+/// Server-side defaulting on updates of built-in kinds: a Service keeps its
+/// clusterIP and gets port defaults again, a Secret's stringData folds into data.
+fn normalize_update(rt: &ResourceType, old: &Value, new: &mut Value) {
+    if !rt.group.is_empty() {
+        return;
+    }
+    match rt.plural.as_str() {
+        "services" => {
+            let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
+                return;
+            };
+            spec.entry("type").or_insert_with(|| json!("ClusterIP"));
+            for key in ["clusterIP", "clusterIPs"] {
+                if !spec.contains_key(key) {
+                    if let Some(v) = old.pointer(&format!("/spec/{key}")) {
+                        spec.insert(key.into(), v.clone());
+                    }
+                }
+            }
+            spec.entry("sessionAffinity")
+                .or_insert_with(|| json!("None"));
+            if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+                for p in ports {
+                    if let Some(p) = p.as_object_mut() {
+                        p.entry("protocol").or_insert_with(|| json!("TCP"));
+                        if let Some(port) = p.get("port").cloned() {
+                            p.entry("targetPort").or_insert(port);
+                        }
+                    }
+                }
+            }
+        }
+        "secrets" => {
+            if let Some(Value::Object(sd)) =
+                new.as_object_mut().and_then(|m| m.remove("stringData"))
+            {
+                use base64::Engine;
+                if !new.get("data").is_some_and(Value::is_object) {
+                    new["data"] = json!({});
+                }
+                for (k, v) in sd {
+                    let enc = base64::engine::general_purpose::STANDARD
+                        .encode(v.as_str().unwrap_or("").as_bytes());
+                    new["data"][k.as_str()] = json!(enc);
+                }
+            }
+        }
+        _ => {}
     }
 }

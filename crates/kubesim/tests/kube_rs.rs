@@ -139,7 +139,9 @@ async fn watcher_sees_add_modify_delete() {
     api.create(&PostParams::default(), &route("a", "a.example"))
         .await
         .unwrap();
-    assert!(eventually(|| store_hosts(&store).get("a").map(String::as_str) == Some("a.example")).await);
+    assert!(
+        eventually(|| store_hosts(&store).get("a").map(String::as_str) == Some("a.example")).await
+    );
 
     let patch = json!({"spec": {"hostnames": ["a2.example"]}});
     let patched = api
@@ -147,7 +149,9 @@ async fn watcher_sees_add_modify_delete() {
         .await
         .unwrap();
     assert_eq!(patched.metadata.generation, Some(2));
-    assert!(eventually(|| store_hosts(&store).get("a").map(String::as_str) == Some("a2.example")).await);
+    assert!(
+        eventually(|| store_hosts(&store).get("a").map(String::as_str) == Some("a2.example")).await
+    );
 
     // A change made behind the API (test helper) is seen too.
     sim.put(serde_json::to_value(route("b", "b.example")).unwrap())
@@ -170,7 +174,9 @@ async fn forced_compaction_makes_the_watcher_relist() {
     let client = client(&sim).await;
     let api: Api<HTTPRoute> = Api::namespaced(client.clone(), "default");
     for (n, h) in [("a", "a.example"), ("b", "b.example")] {
-        api.create(&PostParams::default(), &route(n, h)).await.unwrap();
+        api.create(&PostParams::default(), &route(n, h))
+            .await
+            .unwrap();
     }
     let (store, log, task) = spawn_reflector(client.clone());
     assert!(eventually(|| store_hosts(&store).len() == 2).await);
@@ -239,9 +245,14 @@ async fn watch_resumes_from_resource_version_and_sends_bookmarks() {
     let cm = |name: &str, v: &str| -> ConfigMap {
         serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": v}})).unwrap()
     };
-    let created = api.create(&PostParams::default(), &cm("one", "1")).await.unwrap();
+    let created = api
+        .create(&PostParams::default(), &cm("one", "1"))
+        .await
+        .unwrap();
     let rv = created.resource_version().unwrap();
-    api.create(&PostParams::default(), &cm("two", "2")).await.unwrap();
+    api.create(&PostParams::default(), &cm("two", "2"))
+        .await
+        .unwrap();
     api.replace(
         "one",
         &PostParams::default(),
@@ -262,7 +273,11 @@ async fn watch_resumes_from_resource_version_and_sends_bookmarks() {
     let mut seen = Vec::new();
     let mut bookmark = None;
     while bookmark.is_none() {
-        match tokio::time::timeout(WAIT, stream.try_next()).await.unwrap().unwrap() {
+        match tokio::time::timeout(WAIT, stream.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             Some(WatchEvent::Added(o)) => seen.push(format!("ADDED {}", o.name_any())),
             Some(WatchEvent::Modified(o)) => seen.push(format!("MODIFIED {}", o.name_any())),
             Some(WatchEvent::Deleted(o)) => seen.push(format!("DELETED {}", o.name_any())),
@@ -308,8 +323,18 @@ async fn status_server_side_apply_and_generation() {
         .patch_status("web", &pp, &Patch::Apply(&status))
         .await
         .unwrap();
-    assert_eq!(applied.metadata.generation, Some(1), "status does not bump generation");
-    let conds = applied.status.as_ref().unwrap().conditions.as_ref().unwrap();
+    assert_eq!(
+        applied.metadata.generation,
+        Some(1),
+        "status does not bump generation"
+    );
+    let conds = applied
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap();
     assert_eq!(conds[0].type_, "Accepted");
     let managers: Vec<(String, Option<String>)> = applied
         .metadata
@@ -319,7 +344,10 @@ async fn status_server_side_apply_and_generation() {
         .iter()
         .map(|m| (m.manager.clone().unwrap(), m.subresource.clone()))
         .collect();
-    assert!(managers.contains(&("sluice".into(), Some("status".into()))), "{managers:?}");
+    assert!(
+        managers.contains(&("sluice".into(), Some("status".into()))),
+        "{managers:?}"
+    );
 
     // Re-applying the same status is a no-op: no new resourceVersion.
     let again = api
@@ -390,7 +418,11 @@ async fn server_side_apply_creates_merges_and_reports_conflicts() {
         .unwrap_err();
     assert_eq!(api_code(&err), Some(409));
     let forced = api
-        .patch("echo", &PatchParams::apply("bob").force(), &Patch::Apply(&bob))
+        .patch(
+            "echo",
+            &PatchParams::apply("bob").force(),
+            &Patch::Apply(&bob),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -405,8 +437,15 @@ async fn server_side_apply_creates_merges_and_reports_conflicts() {
         .patch("echo", &PatchParams::apply("alice"), &Patch::Apply(&alice2))
         .await
         .unwrap();
-    assert!(after.metadata.labels.is_none(), "{:?}", after.metadata.labels);
-    assert_eq!(after.spec.as_ref().unwrap().ports.as_ref().unwrap().len(), 1);
+    assert!(
+        after.metadata.labels.is_none(),
+        "{:?}",
+        after.metadata.labels
+    );
+    assert_eq!(
+        after.spec.as_ref().unwrap().ports.as_ref().unwrap().len(),
+        1
+    );
     assert_eq!(
         after.spec.as_ref().unwrap().selector.as_ref().unwrap()["app"],
         "other"
@@ -437,7 +476,10 @@ async fn lease_create_and_update_with_conflicts() {
     }))
     .unwrap();
     let created = api.create(&PostParams::default(), &lease).await.unwrap();
-    let err = api.create(&PostParams::default(), &lease).await.unwrap_err();
+    let err = api
+        .create(&PostParams::default(), &lease)
+        .await
+        .unwrap_err();
     assert_eq!(api_code(&err), Some(409));
     if let kube::Error::Api(s) = &err {
         assert_eq!(s.reason, "AlreadyExists");
@@ -445,22 +487,39 @@ async fn lease_create_and_update_with_conflicts() {
 
     // Two candidates read the same version; the first update wins.
     let mut a = created.clone();
-    a.spec.as_mut().unwrap().renew_time = serde_json::from_value(json!("2026-01-01T00:00:05.000000Z")).unwrap();
+    a.spec.as_mut().unwrap().renew_time =
+        serde_json::from_value(json!("2026-01-01T00:00:05.000000Z")).unwrap();
     let mut b = created.clone();
     b.spec.as_mut().unwrap().holder_identity = Some("pod-b".into());
-    let a2 = api.replace("sluice-leader", &PostParams::default(), &a).await.unwrap();
+    let a2 = api
+        .replace("sluice-leader", &PostParams::default(), &a)
+        .await
+        .unwrap();
     assert_ne!(a2.resource_version(), created.resource_version());
-    let err = api.replace("sluice-leader", &PostParams::default(), &b).await.unwrap_err();
+    let err = api
+        .replace("sluice-leader", &PostParams::default(), &b)
+        .await
+        .unwrap_err();
     assert_eq!(api_code(&err), Some(409));
     if let kube::Error::Api(s) = &err {
         assert_eq!(s.reason, "Conflict");
-        assert!(s.message.contains("the object has been modified"), "{}", s.message);
+        assert!(
+            s.message.contains("the object has been modified"),
+            "{}",
+            s.message
+        );
     }
     // With the fresh version it goes through.
     let mut b2 = a2.clone();
     b2.spec.as_mut().unwrap().holder_identity = Some("pod-b".into());
-    let taken = api.replace("sluice-leader", &PostParams::default(), &b2).await.unwrap();
-    assert_eq!(taken.spec.unwrap().holder_identity.as_deref(), Some("pod-b"));
+    let taken = api
+        .replace("sluice-leader", &PostParams::default(), &b2)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.spec.unwrap().holder_identity.as_deref(),
+        Some("pod-b")
+    );
     assert_eq!(
         sim.get("Lease", "kube-system", "sluice-leader").unwrap()["spec"]["holderIdentity"],
         "pod-b"
@@ -469,7 +528,11 @@ async fn lease_create_and_update_with_conflicts() {
     let stale = json!({"metadata": {"resourceVersion": a2.resource_version()},
                        "spec": {"holderIdentity": "pod-c"}});
     let err = api
-        .patch("sluice-leader", &PatchParams::default(), &Patch::Merge(&stale))
+        .patch(
+            "sluice-leader",
+            &PatchParams::default(),
+            &Patch::Merge(&stale),
+        )
         .await
         .unwrap_err();
     assert_eq!(api_code(&err), Some(409));
@@ -489,7 +552,12 @@ async fn crd_absent_kind_is_404_until_installed() {
     assert!(!discovery.has_group("gateway.networking.k8s.io"));
 
     sim.install_gateway_api().unwrap();
-    assert!(api.list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     let discovery = kube::discovery::Discovery::new(client.clone())
         .run()
         .await
@@ -500,12 +568,21 @@ async fn crd_absent_kind_is_404_until_installed() {
         .into_iter()
         .map(|(r, _)| r.kind)
         .collect();
-    for k in ["Gateway", "GatewayClass", "HTTPRoute", "GRPCRoute", "ReferenceGrant", "ListenerSet"] {
+    for k in [
+        "Gateway",
+        "GatewayClass",
+        "HTTPRoute",
+        "GRPCRoute",
+        "ReferenceGrant",
+        "ListenerSet",
+    ] {
         assert!(kinds.contains(&k.to_string()), "{k} in {kinds:?}");
     }
 
     let gws: Api<Gateway> = Api::namespaced(client.clone(), "default");
-    gws.create(&PostParams::default(), &gateway("web", 80)).await.unwrap();
+    gws.create(&PostParams::default(), &gateway("web", 80))
+        .await
+        .unwrap();
     sim.uninstall_crd("Gateway").unwrap();
     assert!(sim.objects("CustomResourceDefinition").len() >= 5);
     let err = gws.get("web").await.unwrap_err();
@@ -520,16 +597,18 @@ async fn selectors_generate_name_and_errors() {
     let client = client(&sim).await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for (name, tier) in [("a", "front"), ("b", "back"), ("c", "front")] {
-        let cm: ConfigMap = serde_json::from_value(
-            json!({"metadata": {"name": name, "labels": {"tier": tier}}}),
-        )
-        .unwrap();
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": {"tier": tier}}}))
+                .unwrap();
         api.create(&PostParams::default(), &cm).await.unwrap();
     }
     let names = |l: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
         l.items.iter().map(|o| o.name_any()).collect()
     };
-    let front = api.list(&ListParams::default().labels("tier=front")).await.unwrap();
+    let front = api
+        .list(&ListParams::default().labels("tier=front"))
+        .await
+        .unwrap();
     assert!(front.metadata.resource_version.is_some());
     assert_eq!(names(front), ["a", "c"]);
     let not_front = api
@@ -543,9 +622,17 @@ async fn selectors_generate_name_and_errors() {
         .unwrap();
     assert_eq!(names(by_name), ["b"]);
     let all: Api<ConfigMap> = Api::all(client.clone());
-    assert_eq!(all.list(&ListParams::default()).await.unwrap().items.len(), 3);
+    assert_eq!(
+        all.list(&ListParams::default()).await.unwrap().items.len(),
+        3
+    );
     let other: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
-    assert!(other.list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(other
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
 
     let gen: ConfigMap =
         serde_json::from_value(json!({"metadata": {"generateName": "auto-"}})).unwrap();
@@ -558,7 +645,10 @@ async fn selectors_generate_name_and_errors() {
         assert_eq!(s.reason, "NotFound");
         assert_eq!(s.message, "configmaps \"nope\" not found");
     }
-    let err = api.delete("nope", &DeleteParams::default()).await.unwrap_err();
+    let err = api
+        .delete("nope", &DeleteParams::default())
+        .await
+        .unwrap_err();
     assert_eq!(api_code(&err), Some(404));
     let deleted = api.delete("a", &DeleteParams::default()).await.unwrap();
     assert!(deleted.is_left());
@@ -569,21 +659,279 @@ async fn restart_keeps_objects_and_port() {
     let sim = start(SimOptions::default());
     let client = client(&sim).await;
     let api: Api<HTTPRoute> = Api::namespaced(client.clone(), "default");
-    api.create(&PostParams::default(), &route("a", "a.example")).await.unwrap();
+    api.create(&PostParams::default(), &route("a", "a.example"))
+        .await
+        .unwrap();
     let (store, _log, task) = spawn_reflector(client.clone());
     assert!(eventually(|| store_hosts(&store).len() == 1).await);
 
     sim.stop();
     assert!(!sim.is_running());
-    assert!(api.get("a").await.is_err(), "the API is unreachable while stopped");
+    assert!(
+        api.get("a").await.is_err(),
+        "the API is unreachable while stopped"
+    );
     // Changed during the outage (behind the API).
-    sim.put(serde_json::to_value(route("b", "b.example")).unwrap()).unwrap();
+    sim.put(serde_json::to_value(route("b", "b.example")).unwrap())
+        .unwrap();
     // The reflector keeps its last state while the API is down.
     assert_eq!(store_hosts(&store).len(), 1);
 
     sim.restart().unwrap();
     assert!(sim.is_running());
     assert_eq!(api.get("a").await.unwrap().name_any(), "a");
-    assert!(eventually(|| store_hosts(&store).len() == 2).await, "{:?}", store_hosts(&store));
+    assert!(
+        eventually(|| store_hosts(&store).len() == 2).await,
+        "{:?}",
+        store_hosts(&store)
+    );
+    task.abort();
+}
+
+#[tokio::test]
+async fn streaming_list_watcher_gets_initial_events_end() {
+    let sim = start(SimOptions::default());
+    sim.put(serde_json::to_value(route("a", "a.example")).unwrap())
+        .unwrap();
+    let client = client(&sim).await;
+    let api: Api<HTTPRoute> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default().streaming_lists()).default_backoff();
+    let task = tokio::spawn(async move {
+        reflector(writer, stream)
+            .for_each(|_| futures::future::ready(()))
+            .await;
+    });
+    tokio::time::timeout(WAIT, reader.wait_until_ready())
+        .await
+        .expect("initial-events-end bookmark received")
+        .unwrap();
+    assert_eq!(store_hosts(&reader).len(), 1);
+    sim.put(serde_json::to_value(route("b", "b.example")).unwrap())
+        .unwrap();
+    assert!(eventually(|| store_hosts(&reader).len() == 2).await);
+    assert!(sim
+        .request_log()
+        .iter()
+        .any(|r| r.watch && r.query.contains("sendInitialEvents=true")));
+    task.abort();
+}
+
+#[tokio::test]
+async fn label_selected_watch_sees_objects_enter_and_leave() {
+    let sim = start(SimOptions::default());
+    let client = client(&sim).await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let mut stream = api
+        .watch(&WatchParams::default().labels("app=web"), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "c"}})).unwrap();
+    api.create(&PostParams::default(), &cm).await.unwrap();
+    let label = |v: &str| json!({"metadata": {"labels": {"app": v}}});
+    api.patch("c", &PatchParams::default(), &Patch::Merge(&label("web")))
+        .await
+        .unwrap();
+    api.patch("c", &PatchParams::default(), &Patch::Merge(&label("db")))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match tokio::time::timeout(WAIT, stream.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Some(WatchEvent::Added(o)) => seen.push(format!("ADDED {}", o.name_any())),
+            Some(WatchEvent::Modified(o)) => seen.push(format!("MODIFIED {}", o.name_any())),
+            Some(WatchEvent::Deleted(o)) => seen.push(format!("DELETED {}", o.name_any())),
+            Some(WatchEvent::Bookmark(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["ADDED c", "DELETED c"]);
+}
+
+#[tokio::test]
+async fn finalizers_and_owner_references() {
+    let sim = start(SimOptions::default());
+    let client = client(&sim).await;
+    let gws: Api<Gateway> = Api::namespaced(client.clone(), "default");
+    let mut gw = gateway("web", 80);
+    gw.metadata.finalizers = Some(vec!["sluice.dev/cleanup".into()]);
+    let gw = gws.create(&PostParams::default(), &gw).await.unwrap();
+    // A Service owned by the Gateway, as the controller provisions.
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web-sluice", "ownerReferences": [{
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "name": "web",
+            "uid": gw.metadata.uid.clone().unwrap(), "controller": true}]},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    svcs.create(&PostParams::default(), &svc).await.unwrap();
+
+    // Delete marks it; removing the finalizer completes the deletion.
+    gws.delete("web", &DeleteParams::default()).await.unwrap();
+    let marked = gws.get("web").await.unwrap();
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert!(svcs.get("web-sluice").await.is_ok());
+    let clear = json!({"metadata": {"finalizers": null}});
+    gws.patch("web", &PatchParams::default(), &Patch::Merge(&clear))
+        .await
+        .unwrap();
+    assert_eq!(api_code(&gws.get("web").await.unwrap_err()), Some(404));
+    // The owned Service is garbage collected.
+    assert_eq!(
+        api_code(&svcs.get("web-sluice").await.unwrap_err()),
+        Some(404)
+    );
+}
+
+#[tokio::test]
+async fn event_recorder_creates_and_updates_events() {
+    use kube::runtime::events::{Event, EventType, Recorder};
+    let sim = start(SimOptions::default());
+    let client = client(&sim).await;
+    let ing: serde_json::Value = sim
+        .put(
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                    "metadata": {"name": "shop", "namespace": "default"},
+                    "spec": {"ingressClassName": "sluice"}}),
+        )
+        .unwrap();
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("networking.k8s.io/v1".into()),
+        kind: Some("Ingress".into()),
+        name: Some("shop".into()),
+        namespace: Some("default".into()),
+        uid: ing["metadata"]["uid"].as_str().map(String::from),
+        ..Default::default()
+    };
+    let recorder = Recorder::new(client, "sluice".into());
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: "BadAnnotation".into(),
+        note: Some("nginx.ingress.kubernetes.io/rewrite-target: bad value".into()),
+        action: "Translate".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &reference).await.unwrap();
+    recorder.publish(&ev, &reference).await.unwrap();
+    let events = sim.objects("events.events.k8s.io");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["reason"], "BadAnnotation");
+    assert_eq!(events[0]["series"]["count"], 2);
+    assert_eq!(events[0]["regarding"]["name"], "shop");
+}
+
+#[tokio::test]
+async fn gateway_api_schema_and_update_rules() {
+    let sim = start(SimOptions::default());
+    let client = client(&sim).await;
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &kube::discovery::ApiResource::erase::<Gateway>(&()),
+    );
+    // A listener without a port is refused, as the CRD schema requires one.
+    let bad: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "bad", "namespace": "default"},
+        "spec": {"gatewayClassName": "sluice", "listeners": [{"name": "http", "protocol": "HTTP"}]}
+    }))
+    .unwrap();
+    let err = raw.create(&PostParams::default(), &bad).await.unwrap_err();
+    assert_eq!(api_code(&err), Some(422), "{err}");
+
+    let gws: Api<Gateway> = Api::namespaced(client.clone(), "default");
+    gws.create(&PostParams::default(), &gateway("web", 80))
+        .await
+        .unwrap();
+    // A status condition missing required fields is refused too.
+    let status = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                        "status": {"conditions": [{"type": "Accepted", "status": "True"}]}});
+    let err = gws
+        .patch_status("web", &PatchParams::apply("sluice"), &Patch::Apply(&status))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), Some(422), "{err}");
+    // Custom resources need a resourceVersion on PUT.
+    let mut gw = gws.get("web").await.unwrap();
+    gw.metadata.resource_version = None;
+    let err = gws
+        .replace("web", &PostParams::default(), &gw)
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), Some(422), "{err}");
+
+    // Objects put by tests have no field owner: a later apply does not conflict.
+    sim.put(serde_json::to_value(gateway("owned-by-none", 80)).unwrap())
+        .unwrap();
+    let apply = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "owned-by-none"},
+        "spec": {"gatewayClassName": "other",
+                 "listeners": [{"name": "http", "port": 81, "protocol": "HTTP"}]}});
+    let applied = gws
+        .patch(
+            "owned-by-none",
+            &PatchParams::apply("kubectl"),
+            &Patch::Apply(&apply),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.spec.gateway_class_name, "other");
+    assert_eq!(applied.metadata.generation, Some(2));
+}
+
+#[tokio::test]
+async fn injected_faults_fail_matching_requests() {
+    use sluice_kubesim::Fault;
+    let sim = start(SimOptions::default());
+    let client = client(&sim).await;
+    let gws: Api<Gateway> = Api::namespaced(client.clone(), "default");
+    gws.create(&PostParams::default(), &gateway("web", 80))
+        .await
+        .unwrap();
+    sim.inject_fault(Fault::new("PATCH", "/status", 500, 1));
+    sim.inject_fault(Fault::new("GET", "/gateways", 429, 1));
+    let status = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "status": {"conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+            "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    let pp = PatchParams::apply("sluice");
+    let err = gws
+        .patch_status("web", &pp, &Patch::Apply(&status))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), Some(500));
+    gws.patch_status("web", &pp, &Patch::Apply(&status))
+        .await
+        .unwrap();
+    // kube-rs retries a 429 by itself.
+    gws.get("web").await.unwrap();
+    assert!(sim.request_log().iter().any(|r| r.status == 429));
+
+    // A watcher whose watch calls fail keeps retrying and gets there.
+    sim.inject_fault(Fault {
+        method: None,
+        path_contains: "/httproutes".into(),
+        watch: Some(true),
+        code: 503,
+        times: 2,
+    });
+    let (store, _log, task) = spawn_reflector(client.clone());
+    sim.put(serde_json::to_value(route("a", "a.example")).unwrap())
+        .unwrap();
+    assert!(eventually(|| store_hosts(&store).len() == 1).await);
+    let failed = sim.request_log().iter().filter(|r| r.status == 503).count();
+    assert_eq!(failed, 2);
+    let status_writes: Vec<_> = sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.is_write() && r.is_status())
+        .collect();
+    assert_eq!(status_writes.len(), 2);
+    assert_eq!(status_writes[1].field_manager.as_deref(), Some("sluice"));
     task.abort();
 }

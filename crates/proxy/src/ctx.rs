@@ -23,6 +23,8 @@ pub struct RequestCtx {
     pub tls: bool,
     /// Connect failures retried so far.
     pub connect_retries: usize,
+    /// Headers added to the answer (CORS).
+    pub extra_response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl RequestCtx {
@@ -36,6 +38,7 @@ impl RequestCtx {
             backend: None,
             tls: false,
             connect_retries: 0,
+            extra_response_headers: Vec::new(),
         }
     }
 

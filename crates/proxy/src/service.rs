@@ -2,6 +2,7 @@
 //! filters and the upstream modules.
 
 use crate::ctx::RequestCtx;
+use crate::filters::cors::is_preflight;
 use crate::filters::redirect::{location, RequestParts};
 use crate::filters::rewrite::{rewrite_path, with_query};
 use crate::metrics::Metrics;
@@ -79,7 +80,7 @@ impl ProxyHttp for Gateway {
             // The listener was removed while this connection stayed open: answer, then
             // close, so the client reconnects to whatever is bound now.
             session.as_downstream_mut().set_keepalive(None);
-            return respond(session, 404, Bytes::from_static(NOT_FOUND), None, &[]).await;
+            return respond(session, 404, Bytes::from_static(NOT_FOUND), None, &[], ctx).await;
         };
         ctx.listener = Some(listener);
 
@@ -103,17 +104,36 @@ impl ProxyHttp for Gateway {
             let by_host = router.server_for(listener, &host);
             if by_sni.is_some() && by_host.is_some() && by_sni != by_host {
                 tracing::debug!(sni = %sni.0, host = %host, "misdirected request");
-                return respond(session, 421, Bytes::from_static(MISDIRECTED), None, &[]).await;
+                return respond(
+                    session,
+                    421,
+                    Bytes::from_static(MISDIRECTED),
+                    None,
+                    &[],
+                    ctx,
+                )
+                .await;
             }
         }
         ctx.route = router.select(listener, &view);
         let Some(route_ref) = ctx.route else {
             tracing::debug!(host = %host, path = view.path, "no route");
-            return respond(session, 404, Bytes::from_static(NOT_FOUND), None, &[]).await;
+            return respond(session, 404, Bytes::from_static(NOT_FOUND), None, &[], ctx).await;
         };
         let route = router.route(route_ref);
         if let Some(status) = internal_error(&route.filters) {
-            return respond(session, status, Bytes::new(), None, &[&route.filters]).await;
+            return respond(session, status, Bytes::new(), None, &[&route.filters], ctx).await;
+        }
+        if let Some(cors) = route.filters.iter().find_map(|f| match f {
+            CompiledFilter::Cors(p) => Some(p),
+            _ => None,
+        }) {
+            let req = session.req_header();
+            if is_preflight(&req.method, &req.headers) {
+                ctx.extra_response_headers = cors.preflight(&req.headers);
+                return respond(session, 200, Bytes::new(), None, &[], ctx).await;
+            }
+            ctx.extra_response_headers = cors.actual(&req.headers);
         }
         match &route.action {
             CompiledAction::Redirect(rd) => {
@@ -134,12 +154,13 @@ impl ProxyHttp for Gateway {
                     Bytes::new(),
                     Some(&loc),
                     &[&route.filters],
+                    ctx,
                 )
                 .await
             }
             CompiledAction::Respond { status, body } => {
                 let (status, body) = (status.as_u16(), body.clone());
-                respond(session, status, body, None, &[&route.filters]).await
+                respond(session, status, body, None, &[&route.filters], ctx).await
             }
             CompiledAction::Forward(fwd) => match pick_backend(fwd) {
                 Ok(i) => {
@@ -147,13 +168,21 @@ impl ProxyHttp for Gateway {
                     let backend = &fwd.backends[i];
                     if let Some(status) = internal_error(&backend.filters) {
                         let filters = [&route.filters, &backend.filters];
-                        return respond(session, status, Bytes::new(), None, &filters).await;
+                        return respond(session, status, Bytes::new(), None, &filters, ctx).await;
                     }
                     Ok(false)
                 }
                 Err(e) => {
                     tracing::debug!(route = %route.name, error = ?e, "backend unavailable");
-                    respond(session, e.status(), Bytes::new(), None, &[&route.filters]).await
+                    respond(
+                        session,
+                        e.status(),
+                        Bytes::new(),
+                        None,
+                        &[&route.filters],
+                        ctx,
+                    )
+                    .await
                 }
             },
         }
@@ -171,7 +200,7 @@ impl ProxyHttp for Gateway {
                 "no backend selected",
             ));
         };
-        let CompiledBackendKind::Endpoints { protocol, .. } = &backend.kind else {
+        let CompiledBackendKind::Endpoints { protocol, tls, .. } = &backend.kind else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(500),
                 "invalid backend",
@@ -209,7 +238,14 @@ impl ProxyHttp for Gateway {
             Some(h) => normalize_host(h),
             None => normalize_host(raw_host(session.req_header()).unwrap_or("")),
         };
-        let peer = peer(addr, *protocol, &sni, &timeouts, self.connect_timeout);
+        let peer = peer(
+            addr,
+            *protocol,
+            tls.as_deref(),
+            &sni,
+            &timeouts,
+            self.connect_timeout,
+        );
         Ok(Box::new(peer))
     }
 
@@ -295,7 +331,9 @@ impl ProxyHttp for Gateway {
                         }
                     }
                 }
-                CompiledFilter::ResponseHeaders(_) | CompiledFilter::InternalError(_) => {}
+                CompiledFilter::ResponseHeaders(_)
+                | CompiledFilter::Cors(_)
+                | CompiledFilter::InternalError(_) => {}
             }
         }
         Ok(())
@@ -308,6 +346,9 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        for (n, v) in &ctx.extra_response_headers {
+            resp.append_header(n.clone(), v.clone())?;
+        }
         let Some(route) = ctx.route() else {
             return Ok(());
         };
@@ -405,6 +446,7 @@ async fn respond(
     body: Bytes,
     location: Option<&str>,
     filters: &[&Vec<CompiledFilter>],
+    ctx: &RequestCtx,
 ) -> Result<bool> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
@@ -414,6 +456,9 @@ async fn respond(
     if let Some(loc) = location {
         let loc = HeaderValue::from_str(loc).or_err(ErrorType::HTTPStatus(500), "bad location")?;
         resp.insert_header(header::LOCATION, loc)?;
+    }
+    for (n, v) in &ctx.extra_response_headers {
+        resp.append_header(n.clone(), v.clone())?;
     }
     for f in filters.iter().flat_map(|f| f.iter()) {
         if let CompiledFilter::ResponseHeaders(m) = f {

@@ -9,6 +9,8 @@
 use crate::router::HostIndex;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use openssl::stack::Stack;
+use openssl::x509::store::X509StoreBuilder;
 use pingora_core::listeners::TlsAccept;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::tls::server::handshake_with_callback;
@@ -16,7 +18,7 @@ use pingora_core::protocols::Stream;
 use pingora_core::tls::pkey::PKey;
 use pingora_core::tls::ssl::{
     select_next_proto, AlpnError, NameType, SniError, SslAcceptor, SslAcceptorBuilder, SslContext,
-    SslMethod, SslRef,
+    SslMethod, SslRef, SslVerifyMode,
 };
 use pingora_core::tls::x509::X509;
 use sluice_ir as ir;
@@ -35,8 +37,30 @@ pub(crate) struct TlsState {
 #[derive(Default)]
 struct ListenerCerts {
     index: HostIndex,
-    /// Per server (by index in `index`): its certificates, in IR order.
-    servers: Vec<Vec<Arc<CertEntry>>>,
+    /// Per server (by index in `index`).
+    servers: Vec<ServerCerts>,
+}
+
+struct ServerCerts {
+    /// Certificates, in IR order.
+    entries: Vec<Arc<CertEntry>>,
+    /// Client certificate checks of the server.
+    client: ClientCheck,
+}
+
+/// How the client certificates of a server are checked.
+enum ClientCheck {
+    /// No client certificate is requested.
+    None,
+    /// Client certificates are requested and verified against `cas`.
+    Verify {
+        cas: Vec<X509>,
+        mode: ir::ClientCertMode,
+        depth: Option<u32>,
+    },
+    /// The validation settings could not be loaded: every handshake fails (fail
+    /// closed rather than accept clients the config meant to reject).
+    Broken,
 }
 
 struct CertEntry {
@@ -113,8 +137,29 @@ impl TlsState {
                     }
                 }
                 if !entries.is_empty() {
+                    let client = match s.tls.as_ref().and_then(|t| t.client_validation.as_ref()) {
+                        None => ClientCheck::None,
+                        Some(cv) => match X509::stack_from_pem(cv.ca_pem.as_bytes()) {
+                            Ok(cas) if !cas.is_empty() => ClientCheck::Verify {
+                                cas,
+                                mode: cv.mode,
+                                depth: cv.verify_depth,
+                            },
+                            Ok(_) => {
+                                errors.push(format!("server {}: no CA certificate in the client validation bundle; handshakes fail", s.name));
+                                ClientCheck::Broken
+                            }
+                            Err(e) => {
+                                errors.push(format!(
+                                    "server {}: bad client CA PEM ({e}); handshakes fail",
+                                    s.name
+                                ));
+                                ClientCheck::Broken
+                            }
+                        },
+                    };
                     certs.index.insert(s.hostname.as_ref(), certs.servers.len());
-                    certs.servers.push(entries);
+                    certs.servers.push(ServerCerts { entries, client });
                 }
             }
             tables.insert(SocketAddr::new(l.address, l.port), certs);
@@ -147,18 +192,60 @@ impl TlsState {
             return Err(SniError::ALERT_FATAL);
         };
         let server = certs.index.first(&sni).unwrap_or(0);
-        let Some(entries) = certs.servers.get(server) else {
+        let Some(server) = certs.servers.get(server) else {
             tracing::debug!(%addr, sni, "no certificate for this listener");
             return Err(SniError::ALERT_FATAL);
         };
-        let entry = entries
+        let entry = server
+            .entries
             .iter()
             .find(|e| e.names.iter().any(|n| covers(n, &sni)))
-            .or(entries.first())
+            .or(server.entries.first())
             .ok_or(SniError::ALERT_FATAL)?;
         ssl.set_ssl_context(&entry.ctx)
-            .map_err(|_| SniError::ALERT_FATAL)
+            .map_err(|_| SniError::ALERT_FATAL)?;
+        match &server.client {
+            ClientCheck::None => Ok(()),
+            ClientCheck::Broken => Err(SniError::ALERT_FATAL),
+            ClientCheck::Verify { cas, mode, depth } => {
+                request_client_cert(ssl, cas, *mode, *depth).map_err(|e| {
+                    tracing::warn!(error = %e, "cannot set up client certificate checks");
+                    SniError::ALERT_FATAL
+                })
+            }
+        }
     }
+}
+
+/// Asks the client for a certificate chaining to `cas`, as `mode` says.
+fn request_client_cert(
+    ssl: &mut SslRef,
+    cas: &[X509],
+    mode: ir::ClientCertMode,
+    depth: Option<u32>,
+) -> Result<(), pingora_core::tls::error::ErrorStack> {
+    let mut store = X509StoreBuilder::new()?;
+    let mut names = Stack::new()?;
+    for ca in cas {
+        store.add_cert(ca.clone())?;
+        names.push(ca.subject_name().to_owned()?)?;
+    }
+    ssl.set_verify_cert_store(store.build())?;
+    ssl.set_client_ca_list(names);
+    if let Some(d) = depth {
+        ssl.param_mut()
+            .set_depth(i32::try_from(d).unwrap_or(i32::MAX));
+    }
+    match mode {
+        ir::ClientCertMode::Require => {
+            ssl.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT)
+        }
+        ir::ClientCertMode::Optional => ssl.set_verify(SslVerifyMode::PEER),
+        ir::ClientCertMode::RequestOnly => {
+            ssl.set_verify_callback(SslVerifyMode::PEER, |_, _| true)
+        }
+    }
+    Ok(())
 }
 
 fn base_builder() -> Result<SslAcceptorBuilder, pingora_core::tls::error::ErrorStack> {

@@ -528,3 +528,87 @@ async fn idle_connection_on_removed_listener() {
         .expect("connection task")
         .ok();
 }
+
+/// CORS: preflights are answered by the proxy with the policy's headers, actual
+/// requests are forwarded and get the origin headers, unknown origins get none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors() {
+    let a = echo("a").await;
+    let port = free_port();
+    let mut r = route("cors", "/", forward(vec![backend("a", 1, &[a.addr])]));
+    r.filters = vec![sluice_ir::Filter::Cors(sluice_ir::Cors {
+        allow_origins: vec!["https://www.foo.com".into(), "https://*.bar.com".into()],
+        allow_methods: vec!["GET".into(), "OPTIONS".into()],
+        allow_headers: vec!["x-header-1".into()],
+        expose_headers: vec!["x-header-3".into()],
+        max_age_s: Some(3600),
+        allow_credentials: true,
+    })];
+    let (_tx, _h) = start(config(1, vec![listener(port, vec![r])])).await;
+    let proxy: SocketAddr = ([127, 0, 0, 1], port).into();
+    let h = |r: &Resp, n: &str| {
+        r.headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+
+    let pre = [
+        ("origin", "https://x.bar.com"),
+        ("access-control-request-method", "GET"),
+    ];
+    let r = send_method(proxy, "OPTIONS", "x", "/p", &pre).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        a.requests.load(Ordering::SeqCst),
+        0,
+        "preflight not forwarded"
+    );
+    assert_eq!(
+        h(&r, "access-control-allow-origin").as_deref(),
+        Some("https://x.bar.com")
+    );
+    assert_eq!(
+        h(&r, "access-control-allow-methods").as_deref(),
+        Some("GET, OPTIONS")
+    );
+    assert_eq!(
+        h(&r, "access-control-allow-headers").as_deref(),
+        Some("x-header-1")
+    );
+    assert_eq!(h(&r, "access-control-max-age").as_deref(), Some("3600"));
+    assert_eq!(
+        h(&r, "access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+
+    let r = send_method(
+        proxy,
+        "OPTIONS",
+        "x",
+        "/p",
+        &[
+            ("origin", "https://evil.com"),
+            ("access-control-request-method", "GET"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(h(&r, "access-control-allow-origin"), None);
+
+    let r = send(proxy, "x", "/p", &[("origin", "https://www.foo.com")]).await;
+    assert_eq!((r.status, r.server()), (200, Some("a")));
+    assert_eq!(
+        h(&r, "access-control-allow-origin").as_deref(),
+        Some("https://www.foo.com")
+    );
+    assert_eq!(
+        h(&r, "access-control-expose-headers").as_deref(),
+        Some("x-header-3")
+    );
+    let r = send(proxy, "x", "/p", &[("origin", "https://evil.com")]).await;
+    assert_eq!(
+        (r.status, h(&r, "access-control-allow-origin")),
+        (200, None)
+    );
+}

@@ -73,7 +73,10 @@ fn handle<B>(state: &AdminState, req: Request<B>) -> Response<Full<Bytes>> {
             if state.ready() {
                 text(StatusCode::OK, "ready\n")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready: first configuration not served yet\n")
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: first configuration not served yet\n",
+                )
             }
         }
         "/status" => {
@@ -97,7 +100,10 @@ fn handle<B>(state: &AdminState, req: Request<B>) -> Response<Full<Bytes>> {
             );
             resp
         }
-        _ => text(StatusCode::NOT_FOUND, "not found: try /status /readyz /healthz /config /metrics\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /status /readyz /healthz /config /metrics\n",
+        ),
     }
 }
 
@@ -107,15 +113,30 @@ fn render_metrics(state: &AdminState, out: &mut String) {
     let _ = writeln!(out, "# HELP sluice_config_generation Generation of the newest configuration built by the controller.");
     let _ = writeln!(out, "# TYPE sluice_config_generation gauge");
     let _ = writeln!(out, "sluice_config_generation {generation}");
-    let _ = writeln!(out, "# HELP sluice_config_applied_generation Generation of the configuration the proxy serves.");
+    let _ = writeln!(
+        out,
+        "# HELP sluice_config_applied_generation Generation of the configuration the proxy serves."
+    );
     let _ = writeln!(out, "# TYPE sluice_config_applied_generation gauge");
-    let _ = writeln!(out, "sluice_config_applied_generation {}", applied.generation);
+    let _ = writeln!(
+        out,
+        "sluice_config_applied_generation {}",
+        applied.generation
+    );
     let _ = writeln!(out, "# HELP sluice_config_reloads_total Rebuilds of the configuration after a change of the sources.");
     let _ = writeln!(out, "# TYPE sluice_config_reloads_total counter");
-    let _ = writeln!(out, "sluice_config_reloads_total {}", state.reloads.load(Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "sluice_config_reloads_total {}",
+        state.reloads.load(Ordering::Relaxed)
+    );
     let _ = writeln!(out, "# HELP sluice_listener_errors Listeners of the served configuration that could not be bound.");
     let _ = writeln!(out, "# TYPE sluice_listener_errors gauge");
-    let _ = writeln!(out, "sluice_listener_errors {}", applied.listener_errors.len());
+    let _ = writeln!(
+        out,
+        "sluice_listener_errors {}",
+        applied.listener_errors.len()
+    );
     state.metrics.render_prometheus(out);
 }
 

@@ -6,7 +6,9 @@ use tracing_subscriber::EnvFilter;
 
 pub fn init(format: LogFormat, default_filter: &str) -> anyhow::Result<()> {
     let filter = match std::env::var("SLUICE_LOG") {
-        Ok(f) if !f.is_empty() => EnvFilter::try_new(&f).with_context(|| format!("SLUICE_LOG={f}"))?,
+        Ok(f) if !f.is_empty() => {
+            EnvFilter::try_new(&f).with_context(|| format!("SLUICE_LOG={f}"))?
+        }
         _ => EnvFilter::try_new(default_filter)
             .with_context(|| format!("--log-level {default_filter}"))?,
     };

@@ -37,7 +37,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 async fn run(args: cli::RunArgs) -> anyhow::Result<()> {

@@ -27,9 +27,10 @@ struct FileState {
     content: Option<String>,
     good: Vec<RawObject>,
     error: Option<ParseError>,
-    /// The file was just found empty while it had objects: probably caught between a
-    /// truncate and a write. Its objects are kept until the next refresh confirms.
-    empty_pending: bool,
+    /// Since when the file has been found blank while it had objects: probably an
+    /// editor caught between a truncate and a write. Its objects stay in service for
+    /// [`EMPTY_GRACE`] before the blank content is believed.
+    empty_since: Option<std::time::Instant>,
 }
 
 /// The parsed state of a manifests folder.
@@ -39,6 +40,10 @@ pub struct FolderState {
     files: BTreeMap<PathBuf, FileState>,
     read_error: Option<String>,
 }
+
+/// How long a file that turned blank keeps its objects in service: long enough for an
+/// editor that truncates and then writes, even on a loaded machine.
+pub const EMPTY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn is_blank(text: &str) -> bool {
     text.lines().all(|l| {
@@ -132,13 +137,15 @@ impl FolderState {
                 Err(_) => continue,
             };
             let mut file = self.files.remove(&path).unwrap_or_default();
-            if is_blank(&text) && !file.good.is_empty() && !file.empty_pending {
-                // Keep the objects one more round; `pending()` asks for a re-check.
-                file.empty_pending = true;
-                files.insert(path, file);
-                continue;
+            if is_blank(&text) && !file.good.is_empty() {
+                let since = *file.empty_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() < EMPTY_GRACE {
+                    // Keep the objects for now; `pending()` asks for re-checks.
+                    files.insert(path, file);
+                    continue;
+                }
             }
-            file.empty_pending = false;
+            file.empty_since = None;
             if file.content.as_deref() != Some(text.as_str()) {
                 changed = true;
                 let json = path.extension().and_then(|e| e.to_str()) == Some("json");
@@ -170,7 +177,7 @@ impl FolderState {
 
     /// Whether a file needs a re-check soon (it was found empty while it had objects).
     pub fn pending(&self) -> bool {
-        self.files.values().any(|f| f.empty_pending)
+        self.files.values().any(|f| f.empty_since.is_some())
     }
 
     /// Every object in service: each file's last good parse, in path order; when two

@@ -104,6 +104,42 @@ pub fn compute(g: &Graph, settings: &Settings) -> StatusReport {
             status: Status::Route(RouteStatus { parents }),
         });
     }
+    for p in &g.policies {
+        if p.ancestors.is_empty() {
+            continue;
+        }
+        let generation = p.generation;
+        let ancestors = p
+            .ancestors
+            .iter()
+            .map(|gw| PolicyAncestorStatus {
+                ancestor_ref: ParentRef {
+                    group: GATEWAY_GROUP.into(),
+                    kind: "Gateway".into(),
+                    namespace: gw.namespace.clone(),
+                    name: gw.name.clone(),
+                    section_name: None,
+                    port: None,
+                },
+                controller_name: settings.controller_name.clone(),
+                conditions: p
+                    .conditions
+                    .iter()
+                    .map(|c| to_condition(c, generation))
+                    .collect(),
+            })
+            .collect();
+        objects.push(ObjectStatus {
+            api_version: api_version(),
+            kind: "BackendTLSPolicy".into(),
+            metadata: StatusMetadata {
+                namespace: Some(p.key.namespace.clone()),
+                name: p.key.name.clone(),
+                generation,
+            },
+            status: Status::Policy(PolicyStatus { ancestors }),
+        });
+    }
     objects.sort_by(|a, b| {
         (&a.kind, &a.metadata.namespace, &a.metadata.name).cmp(&(
             &b.kind,

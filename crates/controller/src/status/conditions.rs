@@ -52,6 +52,8 @@ pub mod types {
     pub const RESOLVED_REFS: &str = "ResolvedRefs";
     /// Conflicted.
     pub const CONFLICTED: &str = "Conflicted";
+    /// InsecureFrontendValidationMode (Gateway).
+    pub const INSECURE_FRONTEND_VALIDATION_MODE: &str = "InsecureFrontendValidationMode";
 }
 
 /// Reasons, as the Gateway API spec names them.
@@ -108,6 +110,10 @@ pub mod reasons {
     pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
     /// InvalidKind.
     pub const INVALID_KIND: &str = "InvalidKind";
+    /// ConfigurationChanged.
+    pub const CONFIGURATION_CHANGED: &str = "ConfigurationChanged";
+    /// Conflicted (policy).
+    pub const CONFLICTED: &str = "Conflicted";
     /// UnsupportedProtocol (backend side).
     pub const UNSUPPORTED_BACKEND_PROTOCOL: &str = "UnsupportedProtocol";
 }
@@ -361,5 +367,48 @@ pub fn route_resolved_refs() -> Cond {
 
 /// Route ResolvedRefs False with a reason from [`reasons`].
 pub fn route_unresolved_refs(reason: &'static str, msg: impl Into<String>) -> Cond {
+    cond(T_RESOLVED_REFS, false, reason, msg)
+}
+
+/// Gateway InsecureFrontendValidationMode True: a port accepts connections without a
+/// valid client certificate (`AllowInsecureFallback`).
+pub fn gateway_insecure_frontend_validation(ports: &[u16]) -> Cond {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    cond(
+        types::INSECURE_FRONTEND_VALIDATION_MODE,
+        true,
+        CONFIGURATION_CHANGED,
+        format!(
+            "Client certificate validation on port(s) {} is AllowInsecureFallback: connections without a valid client certificate are accepted.",
+            ports.join(", ")
+        ),
+    )
+}
+
+// === Policy (per ancestor) ===
+
+/// Policy Accepted.
+pub fn policy_accepted() -> Cond {
+    cond(T_ACCEPTED, true, reasons::ACCEPTED, "Policy is accepted.")
+}
+
+/// Policy not Accepted with a reason from [`reasons`] (`Conflicted`, `Invalid`,
+/// `NoValidCACertificate`).
+pub fn policy_not_accepted(reason: &'static str, msg: impl Into<String>) -> Cond {
+    cond(T_ACCEPTED, false, reason, msg)
+}
+
+/// Policy ResolvedRefs.
+pub fn policy_resolved_refs() -> Cond {
+    cond(
+        T_RESOLVED_REFS,
+        true,
+        reasons::RESOLVED_REFS,
+        "All references are resolved.",
+    )
+}
+
+/// Policy ResolvedRefs False with a reason from [`reasons`].
+pub fn policy_unresolved_refs(reason: &'static str, msg: impl Into<String>) -> Cond {
     cond(T_RESOLVED_REFS, false, reason, msg)
 }

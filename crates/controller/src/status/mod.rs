@@ -50,6 +50,8 @@ pub enum Status {
     Gateway(GatewayStatus),
     /// Route status (HTTPRoute).
     Route(RouteStatus),
+    /// Policy status (BackendTLSPolicy).
+    Policy(PolicyStatus),
     /// GatewayClass status.
     GatewayClass(GatewayClassStatus),
 }
@@ -143,6 +145,25 @@ pub struct RouteParentStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// `BackendTLSPolicy.status` (Gateway API `PolicyStatus`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyStatus {
+    /// One entry per Gateway the policy takes effect on.
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
+
+/// `PolicyStatus.ancestors[]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAncestorStatus {
+    /// The Gateway, group, kind and namespace filled in.
+    pub ancestor_ref: ParentRef,
+    /// Our controller name.
+    pub controller_name: String,
+    /// Conditions.
+    pub conditions: Vec<Condition>,
+}
+
 /// A parentRef.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -182,6 +203,11 @@ impl ObjectStatus {
                 .iter_mut()
                 .map(|p| (format!("parent/{:?}", p.parent_ref), &mut p.conditions))
                 .collect(),
+            Status::Policy(s) => s
+                .ancestors
+                .iter_mut()
+                .map(|p| (format!("ancestor/{:?}", p.ancestor_ref), &mut p.conditions))
+                .collect(),
         }
     }
 
@@ -199,6 +225,11 @@ impl ObjectStatus {
                 .parents
                 .iter()
                 .map(|p| (format!("parent/{:?}", p.parent_ref), &p.conditions))
+                .collect(),
+            Status::Policy(s) => s
+                .ancestors
+                .iter()
+                .map(|p| (format!("ancestor/{:?}", p.ancestor_ref), &p.conditions))
                 .collect(),
         }
     }

@@ -4,8 +4,79 @@ use crate::status::conditions::{self as c, reasons, Cond};
 use crate::store::{ObjectKey, Store};
 use gateway_api::apis::experimental::httproutes::HttpRouteRulesBackendRefs;
 use sluice_ir as ir;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+
+/// BackendTLSPolicies by target: `(Service, sectionName)` → indexes of the policies
+/// naming it in `tls` (and in `Graph::policies`), the one in effect first.
+#[derive(Debug, Default, Clone)]
+pub struct BackendTlsTable {
+    /// `(Service, port name)` (`None`: the whole Service) → policy indexes, winner first.
+    pub by_target: BTreeMap<(ObjectKey, Option<String>), Vec<usize>>,
+    /// Per policy: TLS settings, or why the policy cannot be used.
+    pub tls: Vec<Result<ir::UpstreamTls, String>>,
+}
+
+impl BackendTlsTable {
+    /// The policies for a Service port, the one in effect first: those naming the port
+    /// win over those for the whole Service.
+    pub fn lookup(&self, service: &ObjectKey, port_name: &str) -> Option<&[usize]> {
+        let by_port = (!port_name.is_empty())
+            .then(|| {
+                self.by_target
+                    .get(&(service.clone(), Some(port_name.to_string())))
+            })
+            .flatten();
+        by_port
+            .or_else(|| self.by_target.get(&(service.clone(), None)))
+            .map(Vec::as_slice)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// A resolved backendRef.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The backend (`Invalid` when it does not resolve).
+    pub backend: ir::Backend,
+    /// Route ResolvedRefs condition explaining why it does not resolve.
+    pub failure: Option<Cond>,
+    /// Indexes of the BackendTLSPolicies naming the backend, the one applied first.
+    pub policies: Vec<usize>,
+}
+
+/// The PEM CA bundle under `ca.crt` of a ConfigMap or Secret (`kind`); the error
+/// says what is missing.
+pub fn ca_certificate(store: &Store, kind: &str, ns: &str, name: &str) -> Result<String, String> {
+    let k = ObjectKey::new(ns, name);
+    let ca = if kind == "ConfigMap" {
+        let Some(cm) = store.config_maps.get(&k) else {
+            return Err(format!("ConfigMap {ns}/{name} does not exist."));
+        };
+        cm.data.as_ref().and_then(|d| d.get("ca.crt").cloned())
+    } else {
+        let Some(s) = store.secrets.get(&k) else {
+            return Err(format!("Secret {ns}/{name} does not exist."));
+        };
+        s.data
+            .as_ref()
+            .and_then(|d| d.get("ca.crt"))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            .or_else(|| s.string_data.as_ref()?.get("ca.crt").cloned())
+    };
+    match ca {
+        Some(pem)
+            if pem.contains("-----BEGIN CERTIFICATE-----")
+                && pem.contains("-----END CERTIFICATE-----") =>
+        {
+            Ok(pem)
+        }
+        Some(_) => Err(format!(
+            "{kind} {ns}/{name}: ca.crt does not hold a PEM certificate."
+        )),
+        None => Err(format!("{kind} {ns}/{name} has no ca.crt.")),
+    }
+}
 
 /// Does a ReferenceGrant in `to_ns` allow `from_kind` objects (Gateway API group) in
 /// `from_ns` to reference the `to_group`/`to_kind` object `to_name`?
@@ -44,10 +115,11 @@ pub fn reference_permitted(
 /// condition that explains it.
 pub fn resolve(
     store: &Store,
+    tls_table: &BackendTlsTable,
     route: &ObjectKey,
     source: &ir::Source,
     br: &HttpRouteRulesBackendRefs,
-) -> (ir::Backend, Option<Cond>) {
+) -> Resolved {
     let HttpRouteRulesBackendRefs {
         filters: _,
         group,
@@ -79,7 +151,11 @@ pub fn resolve(
                 status: 500,
             },
         };
-        (backend, Some(cond))
+        Resolved {
+            backend,
+            failure: Some(cond),
+            policies: Vec::new(),
+        }
     };
     if !(group.is_empty() || group == "core") || kind != "Service" {
         return invalid(c::route_unresolved_refs(
@@ -175,10 +251,43 @@ pub fn resolve(
             }
         }
     }
-    let protocol = match app_protocol.as_deref() {
+    let mut protocol = match app_protocol.as_deref() {
         Some("kubernetes.io/h2c") => ir::UpstreamProtocol::H2c,
         _ => ir::UpstreamProtocol::Http1,
     };
+    let svc_key = ObjectKey::new(ns, name);
+    let policies = tls_table
+        .lookup(&svc_key, port_name)
+        .map(<[usize]>::to_vec)
+        .unwrap_or_default();
+    let mut tls = None;
+    if let Some(&i) = policies.first() {
+        match &tls_table.tls[i] {
+            Ok(t) => {
+                protocol = ir::UpstreamProtocol::Https;
+                tls = Some(t.clone());
+            }
+            Err(msg) => {
+                // The policy asks for TLS but cannot be used: fail closed rather than
+                // speak clear text to a backend that expects TLS.
+                let backend = ir::Backend {
+                    name: format!("{ns}/{name}:{port}"),
+                    source: source.clone(),
+                    weight,
+                    filters: vec![],
+                    kind: ir::BackendKind::Invalid {
+                        reason: msg.clone(),
+                        status: 500,
+                    },
+                };
+                return Resolved {
+                    backend,
+                    failure: None,
+                    policies,
+                };
+            }
+        }
+    }
     let backend = ir::Backend {
         name: format!("{ns}/{name}:{port}"),
         source: source.clone(),
@@ -187,8 +296,12 @@ pub fn resolve(
         kind: ir::BackendKind::Endpoints(ir::EndpointSet {
             protocol,
             endpoints: endpoints.into_iter().collect(),
-            tls: None,
+            tls,
         }),
     };
-    (backend, None)
+    Resolved {
+        backend,
+        failure: None,
+        policies,
+    }
 }

@@ -1,16 +1,16 @@
 //! Graph → `ir::Config`: names, provenance, precedence order, sorted output.
-use super::graph::{Graph, ListenerProtocol, RouteNode};
+use super::graph::{Graph, ListenerProtocol, RouteNode, RuleNode};
 use super::hostname::specificity;
 use super::precedence::Precedence;
 use crate::notice::{Notice, ObjectRef};
 use crate::store::ObjectKey;
 use gateway_api::apis::experimental::httproutes::{
-    HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters,
+    HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters, HttpRouteRulesFiltersCors,
     HttpRouteRulesFiltersRequestRedirectPathType as RedirectPathType,
     HttpRouteRulesFiltersRequestRedirectScheme as Scheme, HttpRouteRulesFiltersType as FilterType,
     HttpRouteRulesFiltersUrlRewritePathType as RewritePathType, HttpRouteRulesMatches,
     HttpRouteRulesMatchesHeadersType, HttpRouteRulesMatchesPathType,
-    HttpRouteRulesMatchesQueryParamsType, HttpRouteRulesTimeouts,
+    HttpRouteRulesMatchesQueryParamsType, HttpRouteRulesRetry, HttpRouteRulesTimeouts,
 };
 use sluice_ir as ir;
 use std::collections::BTreeMap;
@@ -147,6 +147,127 @@ pub fn parse_duration_ms(s: &str) -> Option<u64> {
     Some(total)
 }
 
+/// Retries when `retry.attempts` is not set (the spec leaves it to implementations).
+pub const DEFAULT_RETRY_ATTEMPTS: u32 = 1;
+
+/// `rules[].retry` → IR retry. Connection errors (and backend request timeouts) are
+/// always retried. Parts that cannot be used are left out; the message says which.
+pub fn retry(r: &HttpRouteRulesRetry) -> (ir::Retry, Option<String>) {
+    let mut problems = Vec::new();
+    let attempts = match r.attempts {
+        None => DEFAULT_RETRY_ATTEMPTS,
+        Some(a) => u32::try_from(a).unwrap_or_else(|_| {
+            problems.push(format!(
+                "attempts {a} is not valid; {DEFAULT_RETRY_ATTEMPTS} is used"
+            ));
+            DEFAULT_RETRY_ATTEMPTS
+        }),
+    };
+    let mut codes: Vec<u16> = Vec::new();
+    for c in r.codes.iter().flatten() {
+        match u16::try_from(*c) {
+            Ok(c) if (400..=599).contains(&c) => {
+                if !codes.contains(&c) {
+                    codes.push(c);
+                }
+            }
+            _ => problems.push(format!("code {c} is not within 400..599 and is ignored")),
+        }
+    }
+    let backoff_ms = match r.backoff.as_deref() {
+        None => None,
+        Some(b) => match parse_duration_ms(b) {
+            Some(ms) => Some(ms),
+            None => {
+                problems.push(format!(
+                    "backoff {b:?} is not a Gateway API duration and is ignored"
+                ));
+                None
+            }
+        },
+    };
+    let msg = (!problems.is_empty()).then(|| {
+        let mut m = problems.join("; ");
+        m[..1].make_ascii_uppercase();
+        m.push('.');
+        m
+    });
+    (
+        ir::Retry {
+            codes,
+            attempts,
+            backoff_ms,
+            on_connection_error: true,
+        },
+        msg,
+    )
+}
+
+/// Default `Access-Control-Max-Age` (seconds) when `maxAge` is not set (spec).
+pub const DEFAULT_CORS_MAX_AGE_S: u64 = 5;
+
+fn valid_origin(o: &str) -> bool {
+    if o == "*" {
+        return true;
+    }
+    let Some((scheme, rest)) = o.split_once("://") else {
+        return false;
+    };
+    if scheme != "http" && scheme != "https" {
+        return false;
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.*".contains(c))
+        && (host == "*" || !host[1..].contains('*'));
+    port_ok && host_ok
+}
+
+/// CORS filter → IR. Errors name the bad value.
+pub fn cors(c: &HttpRouteRulesFiltersCors) -> Result<ir::Cors, String> {
+    let HttpRouteRulesFiltersCors {
+        allow_credentials,
+        allow_headers,
+        allow_methods,
+        allow_origins,
+        expose_headers,
+        max_age,
+    } = c;
+    let origins: Vec<String> = allow_origins.iter().flatten().cloned().collect();
+    if let Some(bad) = origins.iter().find(|o| !valid_origin(o)) {
+        return Err(format!(
+            "CORS origin {bad:?} is not \"*\" nor <scheme>://<host>[:<port>] with scheme http or https."
+        ));
+    }
+    let methods: Vec<String> = allow_methods.iter().flatten().cloned().collect();
+    if let Some(bad) = methods.iter().find(|m| {
+        m.is_empty()
+            || !(m.as_str() == "*"
+                || m.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)))
+    }) {
+        return Err(format!("CORS method {bad:?} is not a method token."));
+    }
+    let max_age_s = match max_age {
+        None => DEFAULT_CORS_MAX_AGE_S,
+        Some(v) => u64::try_from(*v).map_err(|_| format!("CORS maxAge {v} is negative."))?,
+    };
+    Ok(ir::Cors {
+        allow_origins: origins,
+        allow_methods: methods,
+        allow_headers: allow_headers.iter().flatten().cloned().collect(),
+        expose_headers: expose_headers.iter().flatten().cloned().collect(),
+        max_age_s: Some(max_age_s),
+        allow_credentials: allow_credentials.unwrap_or(false),
+    })
+}
+
 fn timeouts(t: &Option<HttpRouteRulesTimeouts>) -> ir::Timeouts {
     let Some(t) = t else {
         return ir::Timeouts::default();
@@ -209,12 +330,25 @@ fn internal_error(reason: String) -> ir::Filter {
 /// Rule filters for one match: IR filters, and a redirect if the rule redirects.
 fn rule_filters(
     filters: &[HttpRouteRulesFilters],
+    mirrors: &BTreeMap<usize, ir::Mirror>,
     path: &ir::PathMatch,
 ) -> (Vec<ir::Filter>, Option<ir::Redirect>) {
     let mut out = Vec::new();
     let mut redirect = None;
-    for f in filters {
+    for (fi, f) in filters.iter().enumerate() {
         match f.r#type {
+            // A mirror that did not resolve is not configured (spec); the Graph
+            // reported it (ResolvedRefs and a Notice).
+            FilterType::RequestMirror => {
+                if let Some(m) = mirrors.get(&fi) {
+                    out.push(ir::Filter::Mirror(m.clone()));
+                }
+            }
+            FilterType::Cors => match f.cors.as_ref().map(cors) {
+                Some(Ok(c)) => out.push(ir::Filter::Cors(c)),
+                Some(Err(e)) => out.push(internal_error(e)),
+                None => out.push(internal_error("CORS filter without cors".into())),
+            },
             FilterType::RequestHeaderModifier => match &f.request_header_modifier {
                 Some(m) => out.push(ir::Filter::RequestHeaders(header_modifier(
                     m.set.iter().flatten().map(|h| (&h.name, &h.value)),
@@ -302,25 +436,37 @@ fn rule_filters(
     (out, redirect)
 }
 
-/// Filters of one backendRef for one match, and its redirect if it has one. Backend
-/// filters share the rule filters' schema, so they are read as rule filters.
+/// Backend filters share the rule filters' schema, so they are read as rule filters. A
+/// filter that cannot be converted becomes an `ExtensionRef` filter without a reference,
+/// which fails closed.
+pub fn as_rule_filters(filters: &[HttpRouteRulesBackendRefsFilters]) -> Vec<HttpRouteRulesFilters> {
+    filters
+        .iter()
+        .map(|f| {
+            serde_json::to_value(f)
+                .and_then(serde_json::from_value::<HttpRouteRulesFilters>)
+                .unwrap_or(HttpRouteRulesFilters {
+                    cors: None,
+                    extension_ref: None,
+                    external_auth: None,
+                    request_header_modifier: None,
+                    request_mirror: None,
+                    request_redirect: None,
+                    response_header_modifier: None,
+                    r#type: FilterType::ExtensionRef,
+                    url_rewrite: None,
+                })
+        })
+        .collect()
+}
+
+/// Filters of one backendRef for one match, and its redirect if it has one.
 fn backend_filters(
     filters: &[HttpRouteRulesBackendRefsFilters],
+    mirrors: &BTreeMap<usize, ir::Mirror>,
     path: &ir::PathMatch,
 ) -> (Vec<ir::Filter>, Option<ir::Redirect>) {
-    let as_rule: Result<Vec<HttpRouteRulesFilters>, _> = filters
-        .iter()
-        .map(|f| serde_json::to_value(f).and_then(serde_json::from_value::<HttpRouteRulesFilters>))
-        .collect();
-    match as_rule {
-        Ok(rf) => rule_filters(&rf, path),
-        Err(e) => (
-            vec![internal_error(format!(
-                "backend filter cannot be read: {e}"
-            ))],
-            None,
-        ),
-    }
+    rule_filters(&as_rule_filters(filters), mirrors, path)
 }
 
 /// The IR routes of one HTTPRoute (every rule and match), with their precedence.
@@ -331,9 +477,10 @@ fn lower_route(r: &RouteNode) -> Vec<(Precedence, ir::Route)> {
         let spec = spec_rules.get(rule.index);
         let filters = spec.and_then(|s| s.filters.as_deref()).unwrap_or_default();
         let timeouts = spec.map(|s| timeouts(&s.timeouts)).unwrap_or_default();
+        let retry = spec.and_then(|s| s.retry.as_ref()).map(|r| retry(r).0);
         for (mi, m) in rule.matches.iter().enumerate() {
             let Some(m) = m else { continue };
-            let (filters, redirect) = rule_filters(filters, &m.path);
+            let (filters, redirect) = rule_filters(filters, &rule.mirrors, &m.path);
             let action = match redirect {
                 Some(r) => ir::Action::Redirect(r),
                 None => {
@@ -342,9 +489,12 @@ fn lower_route(r: &RouteNode) -> Vec<(Precedence, ir::Route)> {
                         .and_then(|s| s.backend_refs.as_deref())
                         .unwrap_or_default();
                     let mut redirects = Vec::new();
-                    for (backend, br) in backends.iter_mut().zip(refs) {
-                        let (filters, redirect) =
-                            backend_filters(br.filters.as_deref().unwrap_or_default(), &m.path);
+                    for (bi, (backend, br)) in backends.iter_mut().zip(refs).enumerate() {
+                        let (filters, redirect) = backend_filters(
+                            br.filters.as_deref().unwrap_or_default(),
+                            backend_mirrors(rule, bi),
+                            &m.path,
+                        );
                         backend.filters = filters;
                         if backend.weight > 0 {
                             redirects.push(redirect);
@@ -404,12 +554,44 @@ fn lower_route(r: &RouteNode) -> Vec<(Precedence, ir::Route)> {
                     filters,
                     action,
                     timeouts,
-                    retry: None,
+                    retry: retry.clone(),
                 },
             ));
         }
     }
     out
+}
+
+fn backend_mirrors(rule: &RuleNode, bi: usize) -> &BTreeMap<usize, ir::Mirror> {
+    static EMPTY: BTreeMap<usize, ir::Mirror> = BTreeMap::new();
+    rule.backend_mirrors.get(bi).unwrap_or(&EMPTY)
+}
+
+/// Sets the client certificate presented to TLS backends (a Gateway's
+/// `spec.tls.backend.clientCertificateRef`) on every backend and mirror of `routes`.
+fn set_client_certificate(routes: &mut [(Precedence, ir::Route)], cert: &str) {
+    fn on_backend(b: &mut ir::Backend, cert: &str) {
+        if let ir::BackendKind::Endpoints(ir::EndpointSet { tls: Some(t), .. }) = &mut b.kind {
+            t.client_certificate = Some(cert.to_string());
+        }
+        for f in &mut b.filters {
+            if let ir::Filter::Mirror(m) = f {
+                on_backend(&mut m.backend, cert);
+            }
+        }
+    }
+    for (_, r) in routes {
+        for f in &mut r.filters {
+            if let ir::Filter::Mirror(m) = f {
+                on_backend(&mut m.backend, cert);
+            }
+        }
+        if let ir::Action::Forward(fw) = &mut r.action {
+            for b in &mut fw.backends {
+                on_backend(b, cert);
+            }
+        }
+    }
 }
 
 type VhostMap = BTreeMap<Option<ir::HostMatch>, Vec<(Precedence, ir::Route)>>;
@@ -419,10 +601,22 @@ pub fn lower(g: &Graph) -> (ir::Config, Vec<Notice>) {
     let mut notices = Vec::new();
     // (gateway, listener index) → hostname → routes.
     let mut tables: BTreeMap<(ObjectKey, usize), VhostMap> = BTreeMap::new();
+    let mut certificates = BTreeMap::new();
     for r in &g.routes {
         let routes = lower_route(r);
         for p in &r.parents {
             let Ok(att) = &p.attachment else { continue };
+            let mut routes = routes.clone();
+            if let Some(cert) = g
+                .gateways
+                .get(&p.gateway)
+                .and_then(|gw| gw.backend_client_certificate.as_ref())
+            {
+                set_client_certificate(&mut routes, cert);
+                if let Some(c) = g.certificates.get(cert) {
+                    certificates.insert(cert.clone(), c.clone());
+                }
+            }
             for (li, hosts) in att {
                 for h in hosts {
                     tables
@@ -436,7 +630,6 @@ pub fn lower(g: &Graph) -> (ir::Config, Vec<Notice>) {
         }
     }
     let mut listeners: BTreeMap<(IpAddr, u16), ir::Listener> = BTreeMap::new();
-    let mut certificates = BTreeMap::new();
     for (key, gw) in &g.gateways {
         let Some(address) = gw.address else { continue };
         if !gw.accepted {
@@ -473,7 +666,7 @@ pub fn lower(g: &Graph) -> (ir::Config, Vec<Notice>) {
                 }
                 ir::ServerTls {
                     certificates: l.certificates.clone(),
-                    client_validation: None,
+                    client_validation: l.client_validation.clone(),
                 }
             });
             let server = ir::Server {

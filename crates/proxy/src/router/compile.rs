@@ -29,9 +29,19 @@ impl fmt::Display for CompileError {
 
 impl std::error::Error for CompileError {}
 
+/// What compiling needs besides the element at hand.
+struct Cx<'a> {
+    metrics: &'a Metrics,
+    certificates: &'a std::collections::BTreeMap<String, ir::Certificate>,
+}
+
 /// Compiles `config`. Route counters come from `metrics`, so they survive reloads.
 pub fn compile(config: &ir::Config, metrics: &Metrics) -> (Router, Vec<CompileError>) {
     let mut errors = Vec::new();
+    let cx = Cx {
+        metrics,
+        certificates: &config.certificates,
+    };
     let mut router = Router {
         generation: config.generation,
         ..Router::default()
@@ -47,7 +57,7 @@ pub fn compile(config: &ir::Config, metrics: &Metrics) -> (Router, Vec<CompileEr
         };
         for (i, s) in l.servers.iter().enumerate() {
             table.server_index.insert(s.hostname.as_ref(), i);
-            table.servers.push(compile_server(s, metrics, &mut errors));
+            table.servers.push(compile_server(s, &cx, &mut errors));
         }
         if router.by_addr.contains_key(&addr) {
             errors.push(CompileError {
@@ -62,11 +72,7 @@ pub fn compile(config: &ir::Config, metrics: &Metrics) -> (Router, Vec<CompileEr
     (router, errors)
 }
 
-fn compile_server(
-    s: &ir::Server,
-    metrics: &Metrics,
-    errors: &mut Vec<CompileError>,
-) -> ServerTable {
+fn compile_server(s: &ir::Server, cx: &Cx<'_>, errors: &mut Vec<CompileError>) -> ServerTable {
     // The IR orders virtual hosts by specificity; a stable sort keeps that order and
     // makes the router correct even for hand-written IR.
     let mut order: Vec<usize> = (0..s.virtual_hosts.len()).collect();
@@ -85,7 +91,7 @@ fn compile_server(
             routes: v
                 .routes
                 .iter()
-                .map(|r| compile_route(r, metrics, errors))
+                .map(|r| compile_route(r, cx, errors))
                 .collect(),
         });
     }
@@ -101,11 +107,7 @@ fn specificity(h: Option<&ir::HostMatch>) -> (u8, std::cmp::Reverse<usize>) {
     }
 }
 
-fn compile_route(
-    r: &ir::Route,
-    metrics: &Metrics,
-    errors: &mut Vec<CompileError>,
-) -> CompiledRoute {
+fn compile_route(r: &ir::Route, cx: &Cx<'_>, errors: &mut Vec<CompileError>) -> CompiledRoute {
     let mut err = |message: String| {
         tracing::warn!(route = %r.name, "{message}");
         errors.push(CompileError {
@@ -124,7 +126,7 @@ fn compile_route(
             let backends: Vec<CompiledBackend> = fwd
                 .backends
                 .iter()
-                .map(|b| compile_backend(b, &mut err))
+                .map(|b| compile_backend(b, cx, &mut err))
                 .collect();
             let total_weight = backends.iter().map(|b| u64::from(b.weight)).sum();
             CompiledAction::Forward(ForwardAction {
@@ -150,7 +152,7 @@ fn compile_route(
         filters,
         action,
         timeouts: r.timeouts,
-        stats: metrics.route(&r.name),
+        stats: cx.metrics.route(&r.name),
     }
 }
 
@@ -260,12 +262,13 @@ fn compile_filter(f: &ir::Filter, err: &mut impl FnMut(String)) -> CompiledFilte
                 path: rw.path.clone(),
             }
         }
+        ir::Filter::Cors(c) => match crate::filters::cors::CorsPolicy::compile(c) {
+            Ok(p) => CompiledFilter::Cors(Arc::new(p)),
+            Err(e) => fail(err, e),
+        },
         // Not implemented by this proxy build yet: fail closed rather than serve the
         // route without the filter.
-        ir::Filter::Mirror(_) | ir::Filter::Cors(_) => {
-            tracing::warn!("filter not supported by this proxy build; route answers 500");
-            CompiledFilter::InternalError(500)
-        }
+        ir::Filter::Mirror(_) => fail(err, "request mirrors are not supported yet".into()),
         ir::Filter::InternalError { status, reason } => {
             tracing::debug!(%reason, "route fails closed");
             CompiledFilter::InternalError(if (100..600).contains(status) {
@@ -299,17 +302,35 @@ fn header_mods(m: &ir::HeaderModifier) -> Result<HeaderMods, String> {
     })
 }
 
-fn compile_backend(b: &ir::Backend, err: &mut impl FnMut(String)) -> CompiledBackend {
+fn compile_backend(b: &ir::Backend, cx: &Cx<'_>, err: &mut impl FnMut(String)) -> CompiledBackend {
     let kind = match &b.kind {
-        ir::BackendKind::Endpoints(set) => CompiledBackendKind::Endpoints {
-            protocol: set.protocol,
-            endpoints: set
-                .endpoints
-                .iter()
-                .map(|e| SocketAddr::new(e.address, e.port))
-                .collect(),
-            next: AtomicUsize::new(0),
-        },
+        ir::BackendKind::Endpoints(set) => {
+            let tls = match &set.tls {
+                None => Ok(None),
+                Some(t) => crate::upstream::UpstreamTlsConf::compile(t, cx.certificates)
+                    .map(|c| Some(Arc::new(c))),
+            };
+            match tls {
+                Ok(tls) => CompiledBackendKind::Endpoints {
+                    protocol: set.protocol,
+                    endpoints: set
+                        .endpoints
+                        .iter()
+                        .map(|e| SocketAddr::new(e.address, e.port))
+                        .collect(),
+                    next: AtomicUsize::new(0),
+                    tls,
+                },
+                Err(e) => {
+                    let reason = format!("backend {}: upstream TLS: {e}", b.name);
+                    err(format!("{reason}; its share of traffic answers 500"));
+                    CompiledBackendKind::Invalid {
+                        status: 500,
+                        reason,
+                    }
+                }
+            }
+        }
         ir::BackendKind::Invalid { reason, status } => CompiledBackendKind::Invalid {
             status: if (100..600).contains(status) {
                 *status
@@ -322,7 +343,20 @@ fn compile_backend(b: &ir::Backend, err: &mut impl FnMut(String)) -> CompiledBac
     CompiledBackend {
         name: b.name.as_str().into(),
         weight: b.weight,
-        filters: b.filters.iter().map(|f| compile_filter(f, err)).collect(),
+        filters: b
+            .filters
+            .iter()
+            .map(|f| match f {
+                ir::Filter::Cors(_) => {
+                    err(format!(
+                        "backend {}: CORS applies to routes, not backends; its share of traffic answers 500",
+                        b.name
+                    ));
+                    CompiledFilter::InternalError(500)
+                }
+                f => compile_filter(f, err),
+            })
+            .collect(),
         kind,
     }
 }

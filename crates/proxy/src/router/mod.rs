@@ -128,6 +128,8 @@ pub enum CompiledFilter {
         /// Path change.
         path: Option<ir::PathRewrite>,
     },
+    /// CORS: preflights answered by the proxy, headers added to answers.
+    Cors(Arc<crate::filters::cors::CorsPolicy>),
     /// Answer this status instead of serving the route (fail closed).
     InternalError(u16),
 }
@@ -206,6 +208,8 @@ pub enum CompiledBackendKind {
         endpoints: Box<[SocketAddr]>,
         /// Round-robin cursor.
         next: AtomicUsize,
+        /// TLS settings towards the endpoints (HTTPS backends).
+        tls: Option<Arc<crate::upstream::UpstreamTlsConf>>,
     },
     /// Unresolved reference: answer `status`.
     Invalid {

@@ -61,7 +61,7 @@ pub async fn echo(name: &'static str) -> Echo {
 
 /// `server`, `version`, `method`, `target` lines, then `h <name>=<value>` per header.
 /// `/sleep/<ms>` answers after that delay.
-async fn echo_answer(
+pub async fn echo_answer(
     name: &'static str,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -153,8 +153,30 @@ pub async fn send(addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &s
     try_send(addr, host, path, headers).await.expect("request")
 }
 
+pub async fn send_method(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Resp {
+    try_send_method(addr, method, host, path, headers)
+        .await
+        .expect("request")
+}
+
 pub async fn try_send(
     addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Resp, Box<dyn std::error::Error + Send + Sync>> {
+    try_send_method(addr, "GET", host, path, headers).await
+}
+
+pub async fn try_send_method(
+    addr: SocketAddr,
+    method: &str,
     host: &str,
     path: &str,
     headers: &[(&str, &str)],
@@ -162,7 +184,10 @@ pub async fn try_send(
     let stream = TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let mut req = Request::builder().uri(path).header("host", host);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

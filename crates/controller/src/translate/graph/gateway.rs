@@ -22,7 +22,7 @@ pub(super) fn gateway_node(
         .enumerate()
         .map(|(i, l)| listener_node(store, key, i, l, g, &obj))
         .collect();
-    frontend_validation(store, key, gw, &mut listeners, g, &obj);
+    let insecure_frontend = frontend_validation(store, key, gw, &mut listeners, g, &obj);
     detect_conflicts(&mut listeners);
 
     let mut conditions = Vec::new();
@@ -79,8 +79,13 @@ pub(super) fn gateway_node(
     } else {
         conditions.push(c::gateway_accepted());
     }
-    if let Some(cond) = backend_client_certificate(store, key, gw, g, &obj) {
+    let mut backend_client_certificate = None;
+    if let Some((cond, cert)) = backend_client_certificate_ref(store, key, gw, g, &obj) {
         conditions.push(cond);
+        backend_client_certificate = cert;
+    }
+    if !insecure_frontend.is_empty() {
+        conditions.push(c::gateway_insecure_frontend_validation(&insecure_frontend));
     }
     let address = if accepted {
         store.gateway_addresses.get(key).copied()
@@ -109,6 +114,7 @@ pub(super) fn gateway_node(
         accepted,
         conditions,
         listeners,
+        backend_client_certificate,
     }
 }
 
@@ -291,20 +297,22 @@ fn listener_node(
         attachable,
         programmable: attachable && certs_ok,
         certificates,
+        client_validation: None,
         conditions,
         attached_routes: 0,
     }
 }
 
-/// `spec.tls.backend.clientCertificateRef`: validated and reported as the Gateway's
-/// ResolvedRefs (the proxy does not present it yet: a Notice says so).
-fn backend_client_certificate(
+/// `spec.tls.backend.clientCertificateRef`: the Gateway's ResolvedRefs condition and,
+/// when it resolves, the certificate (added to `Graph::certificates`) presented to
+/// backends reached over TLS.
+fn backend_client_certificate_ref(
     store: &Store,
     key: &ObjectKey,
     gw: &Gateway,
     g: &mut Graph,
     obj: &ObjectRef,
-) -> Option<Cond> {
+) -> Option<(Cond, Option<String>)> {
     let r = gw
         .spec
         .tls
@@ -315,17 +323,21 @@ fn backend_client_certificate(
         .as_ref()?;
     let group = r.group.as_deref().unwrap_or("");
     let kind = r.kind.as_deref().unwrap_or("Secret");
-    let ns = r.namespace.clone().unwrap_or_else(|| key.namespace.clone());
+    let ns = r
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| key.namespace.clone());
     let field = Some("spec.tls.backend.clientCertificateRef".to_string());
-    let cond = if !(group.is_empty() || group == "core") || kind != "Secret" {
-        c::gateway_unresolved_refs(
+    let res = if !(group.is_empty() || group == "core") || kind != "Secret" {
+        Err(c::gateway_unresolved_refs(
             reasons::INVALID_CLIENT_CERTIFICATE_REF,
             format!(
                 "Client certificate reference {} {} is not a Secret.",
                 crate::translate::group_kind(group, kind),
                 r.name
             ),
-        )
+        ))
     } else if ns != key.namespace
         && !backend::reference_permitted(
             store,
@@ -337,37 +349,42 @@ fn backend_client_certificate(
             &r.name,
         )
     {
-        c::gateway_unresolved_refs(
+        Err(c::gateway_unresolved_refs(
             reasons::REF_NOT_PERMITTED,
             format!(
                 "Secret {ns}/{} is in another namespace and no ReferenceGrant allows it.",
                 r.name
             ),
-        )
+        ))
     } else {
-        match tls_certificate(store, &ns, &r.name) {
-            Ok(_) => {
-                g.notices.push(Notice::warning(
-                    obj.clone(),
-                    field.clone(),
-                    "Backend client certificates are not presented to backends yet.",
-                ));
-                c::gateway_resolved_refs()
-            }
-            Err(msg) => c::gateway_unresolved_refs(reasons::INVALID_CLIENT_CERTIFICATE_REF, msg),
-        }
+        tls_certificate(store, &ns, &r.name)
+            .map_err(|msg| c::gateway_unresolved_refs(reasons::INVALID_CLIENT_CERTIFICATE_REF, msg))
     };
-    if !cond.status {
-        g.notices
-            .push(Notice::warning(obj.clone(), field, cond.message.clone()));
+    match res {
+        Ok(cert) => {
+            let name = cert.name.clone();
+            g.certificates.insert(name.clone(), cert);
+            Some((c::gateway_resolved_refs(), Some(name)))
+        }
+        Err(cond) => {
+            g.notices.push(Notice::warning(
+                obj.clone(),
+                field,
+                format!(
+                    "{} Backends reached over TLS get no client certificate.",
+                    cond.message
+                ),
+            ));
+            Some((cond, None))
+        }
     }
-    Some(cond)
 }
 
-/// `spec.tls.frontend`: client certificate validation of HTTPS listeners (per port,
-/// else the default). References are checked and reported; since the proxy cannot
-/// validate client certificates yet, a listener that asks for it is not served (fail
-/// closed) rather than served without validation.
+/// `spec.tls.frontend`: client certificate validation of HTTPS listeners (the `perPort`
+/// entry of the listener's port, else `default`). CA references go to ConfigMaps or
+/// Secrets (`ca.crt`), across namespaces with a ReferenceGrant. A listener keeps the
+/// valid CAs; with none it is not accepted (NoValidCACertificate). Returns the ports
+/// served with `AllowInsecureFallback`.
 fn frontend_validation(
     store: &Store,
     key: &ObjectKey,
@@ -375,57 +392,80 @@ fn frontend_validation(
     listeners: &mut [ListenerNode],
     g: &mut Graph,
     obj: &ObjectRef,
-) {
+) -> Vec<u16> {
+    use gateway_api::apis::experimental::gateways::{
+        GatewayTlsFrontendDefaultValidationMode as DefaultMode,
+        GatewayTlsFrontendPerPortTlsValidationMode as PortMode,
+    };
+    let mut insecure = BTreeSet::new();
     let Some(frontend) = gw.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) else {
-        return;
+        return Vec::new();
     };
     for l in listeners.iter_mut() {
         if l.protocol != ListenerProtocol::Https || !l.attachable {
             continue;
         }
-        // (group, kind, name, namespace) of each CA reference.
-        let refs: Vec<(String, String, String, Option<String>)> = match frontend
+        // (group, kind, name, namespace) of each CA reference, and the fallback mode.
+        type Ref = (String, String, String, Option<String>);
+        let (refs, fallback, field): (Vec<Ref>, bool, String) = match frontend
             .per_port
             .iter()
             .flatten()
-            .find(|p| i32::from(l.port) == p.port)
+            .enumerate()
+            .find(|(_, p)| i32::from(l.port) == p.port)
         {
-            Some(p) => p
-                .tls
-                .validation
-                .iter()
-                .flat_map(|v| &v.ca_certificate_refs)
-                .map(|r| {
-                    (
-                        r.group.clone(),
-                        r.kind.clone(),
-                        r.name.clone(),
-                        r.namespace.clone(),
-                    )
-                })
-                .collect(),
-            None => frontend
-                .default
-                .validation
-                .iter()
-                .flat_map(|v| &v.ca_certificate_refs)
-                .map(|r| {
-                    (
-                        r.group.clone(),
-                        r.kind.clone(),
-                        r.name.clone(),
-                        r.namespace.clone(),
-                    )
-                })
-                .collect(),
+            Some((pi, p)) => (
+                p.tls
+                    .validation
+                    .iter()
+                    .flat_map(|v| &v.ca_certificate_refs)
+                    .map(|r| {
+                        (
+                            r.group.clone(),
+                            r.kind.clone(),
+                            r.name.clone(),
+                            r.namespace.clone(),
+                        )
+                    })
+                    .collect(),
+                p.tls.validation.as_ref().and_then(|v| v.mode.as_ref())
+                    == Some(&PortMode::AllowInsecureFallback),
+                format!("spec.tls.frontend.perPort[{pi}].tls.validation"),
+            ),
+            None => (
+                frontend
+                    .default
+                    .validation
+                    .iter()
+                    .flat_map(|v| &v.ca_certificate_refs)
+                    .map(|r| {
+                        (
+                            r.group.clone(),
+                            r.kind.clone(),
+                            r.name.clone(),
+                            r.namespace.clone(),
+                        )
+                    })
+                    .collect(),
+                frontend
+                    .default
+                    .validation
+                    .as_ref()
+                    .and_then(|v| v.mode.as_ref())
+                    == Some(&DefaultMode::AllowInsecureFallback),
+                "spec.tls.frontend.default.validation".to_string(),
+            ),
         };
         if refs.is_empty() {
             continue;
         }
         let mut unresolved: Option<Cond> = None;
-        let mut valid = 0;
-        for (group, kind, name, namespace) in &refs {
-            let ns = namespace.clone().unwrap_or_else(|| key.namespace.clone());
+        let mut bundle = String::new();
+        for (ri, (group, kind, name, namespace)) in refs.iter().enumerate() {
+            let ns = namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| key.namespace.clone());
             let res = if !(group.is_empty() || group == "core")
                 || !(kind == "ConfigMap" || kind == "Secret")
             {
@@ -447,37 +487,24 @@ fn frontend_validation(
                     name,
                 )
             {
-                Err((reasons::REF_NOT_PERMITTED, format!("{kind} {ns}/{name} is in another namespace and no ReferenceGrant allows it.")))
+                Err((
+                    reasons::REF_NOT_PERMITTED,
+                    format!("{kind} {ns}/{name} is in another namespace and no ReferenceGrant allows it."),
+                ))
             } else {
-                let k = ObjectKey::new(&ns, name);
-                let ca = if kind == "ConfigMap" {
-                    store
-                        .config_maps
-                        .get(&k)
-                        .and_then(|cm| cm.data.as_ref()?.get("ca.crt").cloned())
-                } else {
-                    store.secrets.get(&k).and_then(|s| {
-                        s.data
-                            .as_ref()?
-                            .get("ca.crt")
-                            .and_then(|b| String::from_utf8(b.0.clone()).ok())
-                    })
-                };
-                match ca {
-                    Some(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Ok(()),
-                    _ => Err((
-                        reasons::INVALID_CA_CERTIFICATE_REF,
-                        format!("{kind} {ns}/{name} does not exist or holds no PEM ca.crt."),
-                    )),
-                }
+                backend::ca_certificate(store, kind, &ns, name)
+                    .map_err(|m| (reasons::INVALID_CA_CERTIFICATE_REF, m))
             };
             match res {
-                Ok(()) => valid += 1,
+                Ok(pem) => {
+                    bundle.push_str(pem.trim_end());
+                    bundle.push('\n');
+                }
                 Err((reason, msg)) => {
                     g.notices.push(Notice::warning(
                         obj.clone(),
-                        Some(format!("spec.tls.frontend (listener {:?})", l.name)),
-                        msg.clone(),
+                        Some(format!("{field}.caCertificateRefs[{ri}]")),
+                        format!("{msg} (listener {:?})", l.name),
                     ));
                     unresolved.get_or_insert(c::listener_unresolved_refs(reason, msg));
                 }
@@ -490,9 +517,9 @@ fn frontend_validation(
                 }
             }
         }
-        l.programmable = false;
-        if valid == 0 {
+        if bundle.is_empty() {
             l.attachable = false;
+            l.programmable = false;
             for x in &mut l.conditions {
                 if x.type_ == c::types::ACCEPTED {
                     *x = c::listener_no_valid_ca_certificate();
@@ -502,16 +529,21 @@ fn frontend_validation(
                 "No valid CA certificate for client certificate validation.",
             ));
         } else {
-            g.notices.push(Notice::warning(
-                obj.clone(),
-                Some("spec.tls.frontend".into()),
-                format!("Listener {:?} asks for client certificate validation, which is not supported yet; it is not served.", l.name),
-            ));
-            l.conditions.push(c::listener_not_programmed(
-                "Client certificate validation is not supported yet.",
-            ));
+            if fallback {
+                insecure.insert(l.port);
+            }
+            l.client_validation = Some(ir::ClientValidation {
+                ca_pem: bundle,
+                mode: if fallback {
+                    ir::ClientCertMode::RequestOnly
+                } else {
+                    ir::ClientCertMode::Require
+                },
+                verify_depth: None,
+            });
         }
     }
+    insecure.into_iter().collect()
 }
 
 /// Resolves a `kubernetes.io/tls` Secret into a certificate.

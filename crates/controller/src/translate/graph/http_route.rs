@@ -1,14 +1,19 @@
 //! HTTPRoutes: attachment to listeners, rules, backends.
 use super::*;
 use crate::status::conditions::{self as c, Cond};
-use crate::translate::backend;
+use crate::translate::backend::{self, BackendTlsTable};
 use crate::translate::hostname::intersect;
+use crate::translate::lower;
 use gateway_api::apis::experimental::gateways::GatewayListenersAllowedRoutesNamespacesSelector as Selector;
-use gateway_api::apis::experimental::httproutes::{HttpRouteParentRefs, HttpRouteRules};
+use gateway_api::apis::experimental::httproutes::{
+    HttpRouteParentRefs, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesFilters,
+    HttpRouteRulesFiltersRequestMirror, HttpRouteRulesFiltersType as F,
+};
 
 pub(super) fn route_node(
     store: &Store,
     settings: &Settings,
+    tls_table: &BackendTlsTable,
     key: &ObjectKey,
     route: &Arc<HttpRoute>,
     g: &mut Graph,
@@ -72,8 +77,25 @@ pub(super) fn route_node(
     }
     let mut resolved_refs: Option<Cond> = None;
     let mut rules = Vec::new();
+    let mut policies = BTreeSet::new();
     for (ri, rule) in route.spec.rules.iter().flatten().enumerate() {
-        rules.push(rule_node(store, key, &obj, ri, rule, &mut resolved_refs, g));
+        let mut ctx = RuleCtx {
+            store,
+            tls_table,
+            key,
+            obj: &obj,
+            resolved_refs: &mut resolved_refs,
+            policies: &mut policies,
+        };
+        rules.push(rule_node(&mut ctx, ri, rule, g));
+    }
+    // BackendTLSPolicy ancestors: the Gateways this route is attached to.
+    for i in policies {
+        if let Some(policy) = g.policies.get_mut(i) {
+            for p in parents.iter().filter(|p| p.attachment.is_ok()) {
+                policy.ancestors.insert(p.gateway.clone());
+            }
+        }
     }
     let created = route
         .metadata
@@ -198,15 +220,148 @@ pub fn selector_matches(sel: &Selector, labels: &BTreeMap<String, String>) -> bo
     labels_ok && exprs_ok
 }
 
-fn rule_node(
-    store: &Store,
-    key: &ObjectKey,
-    obj: &ObjectRef,
-    ri: usize,
-    rule: &HttpRouteRules,
-    resolved_refs: &mut Option<Cond>,
+/// What rule translation needs besides the rule.
+struct RuleCtx<'a> {
+    store: &'a Store,
+    tls_table: &'a BackendTlsTable,
+    key: &'a ObjectKey,
+    obj: &'a ObjectRef,
+    /// The route's ResolvedRefs: the first failure wins.
+    resolved_refs: &'a mut Option<Cond>,
+    /// BackendTLSPolicies applied to the route's backends.
+    policies: &'a mut BTreeSet<usize>,
+}
+
+impl RuleCtx<'_> {
+    fn fail(&mut self, cond: Cond) {
+        if self.resolved_refs.is_none() {
+            *self.resolved_refs = Some(cond);
+        }
+    }
+}
+
+/// Filter types translated (the others fail closed with a 500).
+fn supported(t: &F) -> bool {
+    matches!(
+        t,
+        F::RequestHeaderModifier
+            | F::ResponseHeaderModifier
+            | F::UrlRewrite
+            | F::RequestRedirect
+            | F::RequestMirror
+            | F::Cors
+    )
+}
+
+/// Checks the filters of a rule or a backendRef (`field` names the list) and resolves
+/// their mirrors (filter index → mirror).
+fn check_filters(
+    ctx: &mut RuleCtx<'_>,
+    source: &ir::Source,
+    field: &str,
+    filters: &[HttpRouteRulesFilters],
     g: &mut Graph,
-) -> RuleNode {
+) -> BTreeMap<usize, ir::Mirror> {
+    let mut mirrors = BTreeMap::new();
+    for (fi, f) in filters.iter().enumerate() {
+        let field = Some(format!("{field}[{fi}]"));
+        if !supported(&f.r#type) {
+            g.notices.push(Notice::warning(
+                ctx.obj.clone(),
+                field,
+                format!(
+                    "Filter {:?} is not supported yet; requests it applies to get 500.",
+                    f.r#type
+                ),
+            ));
+            continue;
+        }
+        match (&f.r#type, &f.cors, &f.request_mirror) {
+            (F::Cors, Some(cors), None) => {
+                if let Err(msg) = lower::cors(cors) {
+                    g.notices.push(Notice::warning(
+                        ctx.obj.clone(),
+                        field,
+                        format!("{msg} Requests this filter applies to get 500."),
+                    ));
+                }
+            }
+            (F::RequestMirror, None, Some(m)) => match mirror(ctx, source, m) {
+                Ok(m) => {
+                    mirrors.insert(fi, m);
+                }
+                Err((msg, cond)) => {
+                    g.notices.push(Notice::warning(
+                        ctx.obj.clone(),
+                        field,
+                        format!("{msg} The mirror is not configured."),
+                    ));
+                    if let Some(cond) = cond {
+                        ctx.fail(cond);
+                    }
+                }
+            },
+            _ => {}
+        }
+    }
+    mirrors
+}
+
+/// Resolves a RequestMirror: its backend like a backendRef, its share as a fraction.
+/// The error says why, with the route condition when it is a reference problem.
+fn mirror(
+    ctx: &mut RuleCtx<'_>,
+    source: &ir::Source,
+    m: &HttpRouteRulesFiltersRequestMirror,
+) -> Result<ir::Mirror, (String, Option<Cond>)> {
+    let (numerator, denominator) = match (m.percent, &m.fraction) {
+        (Some(_), Some(_)) => {
+            return Err(("Only one of percent and fraction may be set.".into(), None))
+        }
+        (Some(p), None) if (0..=100).contains(&p) => (p as u32, 100),
+        (Some(p), None) => return Err((format!("Percent {p} is not within 0..100."), None)),
+        (None, Some(f)) => {
+            let d = f.denominator.unwrap_or(100);
+            if d <= 0 || f.numerator < 0 || f.numerator > d {
+                return Err((
+                    format!(
+                        "Fraction {}/{d} is not valid (0 <= numerator <= denominator, denominator > 0).",
+                        f.numerator
+                    ),
+                    None,
+                ));
+            }
+            (f.numerator as u32, d as u32)
+        }
+        (None, None) => (1, 1),
+    };
+    let b = &m.backend_ref;
+    let br = HttpRouteRulesBackendRefs {
+        filters: None,
+        group: b.group.clone(),
+        kind: b.kind.clone(),
+        name: b.name.clone(),
+        namespace: b.namespace.clone(),
+        port: b.port,
+        weight: None,
+    };
+    let r = backend::resolve(ctx.store, ctx.tls_table, ctx.key, source, &br);
+    ctx.policies.extend(r.policies.iter().copied());
+    if let Some(cond) = r.failure {
+        return Err((cond.message.clone(), Some(cond)));
+    }
+    if let ir::BackendKind::Invalid { reason, .. } = &r.backend.kind {
+        return Err((reason.clone(), None));
+    }
+    Ok(ir::Mirror {
+        backend: r.backend,
+        numerator,
+        denominator,
+    })
+}
+
+fn rule_node(ctx: &mut RuleCtx<'_>, ri: usize, rule: &HttpRouteRules, g: &mut Graph) -> RuleNode {
+    let (key, obj) = (ctx.key, ctx.obj);
     let source = ir::Source {
         kind: "HTTPRoute".into(),
         namespace: key.namespace.clone(),
@@ -223,7 +378,7 @@ fn rule_node(
         .unwrap_or(&default_match)
         .iter()
         .enumerate()
-        .map(|(mi, m)| match crate::translate::lower::route_match(m) {
+        .map(|(mi, m)| match lower::route_match(m) {
             Ok(m) => Some(m),
             Err(msg) => {
                 g.notices.push(Notice::warning(
@@ -235,75 +390,58 @@ fn rule_node(
             }
         })
         .collect();
-    use gateway_api::apis::experimental::httproutes::HttpRouteRulesFiltersType as F;
-    for (fi, f) in rule.filters.iter().flatten().enumerate() {
-        if !matches!(
-            f.r#type,
-            F::RequestHeaderModifier
-                | F::ResponseHeaderModifier
-                | F::UrlRewrite
-                | F::RequestRedirect
-        ) {
+    let mirrors = check_filters(
+        ctx,
+        &source,
+        &format!("spec.rules[{ri}].filters"),
+        rule.filters.as_deref().unwrap_or_default(),
+        g,
+    );
+    if let Some(retry) = &rule.retry {
+        if let (_, Some(msg)) = lower::retry(retry) {
             g.notices.push(Notice::warning(
                 obj.clone(),
-                Some(format!("spec.rules[{ri}].filters[{fi}]")),
-                format!(
-                    "Filter {:?} is not supported yet; requests matching this rule get 500.",
-                    f.r#type
-                ),
+                Some(format!("spec.rules[{ri}].retry")),
+                msg,
             ));
         }
     }
-    for (field, set) in [
-        ("retry", rule.retry.is_some()),
-        ("sessionPersistence", rule.session_persistence.is_some()),
-    ] {
-        if set {
-            g.notices.push(Notice::warning(
-                obj.clone(),
-                Some(format!("spec.rules[{ri}].{field}")),
-                format!("{field} is not supported yet and is ignored."),
-            ));
-        }
+    if rule.session_persistence.is_some() {
+        g.notices.push(Notice::warning(
+            obj.clone(),
+            Some(format!("spec.rules[{ri}].sessionPersistence")),
+            "sessionPersistence is not supported yet and is ignored.",
+        ));
     }
     let mut backends = Vec::new();
+    let mut backend_mirrors = Vec::new();
     for (bi, br) in rule.backend_refs.iter().flatten().enumerate() {
-        for (fi, f) in br.filters.iter().flatten().enumerate() {
-            use gateway_api::apis::experimental::httproutes::HttpRouteRulesBackendRefsFiltersType as B;
-            if !matches!(
-                f.r#type,
-                B::RequestHeaderModifier
-                    | B::ResponseHeaderModifier
-                    | B::UrlRewrite
-                    | B::RequestRedirect
-            ) {
-                g.notices.push(Notice::warning(
-                    obj.clone(),
-                    Some(format!("spec.rules[{ri}].backendRefs[{bi}].filters[{fi}]")),
-                    format!(
-                        "Backend filter {:?} is not supported yet; requests sent to this backend get 500.",
-                        f.r#type
-                    ),
-                ));
-            }
-        }
-        let (backend, failure) = backend::resolve(store, key, &source, br);
-        if let Some(cond) = failure {
+        let filters = lower::as_rule_filters(br.filters.as_deref().unwrap_or_default());
+        backend_mirrors.push(check_filters(
+            ctx,
+            &source,
+            &format!("spec.rules[{ri}].backendRefs[{bi}].filters"),
+            &filters,
+            g,
+        ));
+        let r = backend::resolve(ctx.store, ctx.tls_table, key, &source, br);
+        ctx.policies.extend(r.policies.iter().copied());
+        if let Some(cond) = r.failure {
             g.notices.push(Notice::warning(
                 obj.clone(),
                 Some(format!("spec.rules[{ri}].backendRefs[{bi}]")),
                 cond.message.clone(),
             ));
-            if resolved_refs.is_none() {
-                *resolved_refs = Some(cond);
-            }
+            ctx.fail(cond);
         }
-        backends.push(backend);
+        backends.push(r.backend);
     }
     RuleNode {
         index: ri,
         name: rule.name.clone(),
         matches,
         backends,
+        mirrors,
+        backend_mirrors,
     }
 }

@@ -13,9 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+mod backend_tls;
 mod gateway;
 mod http_route;
 
+pub use backend_tls::PolicyNode;
 pub use http_route::selector_matches;
 
 /// Everything translation decided.
@@ -27,8 +29,10 @@ pub struct Graph {
     pub gateways: BTreeMap<ObjectKey, GatewayNode>,
     /// HTTPRoutes with at least one parentRef to one of our Gateways.
     pub routes: Vec<RouteNode>,
-    /// TLS certificates resolved for HTTPS listeners.
+    /// TLS certificates resolved for HTTPS listeners and backend client certificates.
     pub certificates: BTreeMap<String, ir::Certificate>,
+    /// BackendTLSPolicies, in Store order.
+    pub policies: Vec<PolicyNode>,
     /// Bad input found on the way.
     pub notices: Vec<Notice>,
 }
@@ -59,6 +63,9 @@ pub struct GatewayNode {
     pub conditions: Vec<Cond>,
     /// Listeners, in spec order.
     pub listeners: Vec<ListenerNode>,
+    /// Certificate (a key of `Graph::certificates`) presented to TLS backends
+    /// (`spec.tls.backend.clientCertificateRef`), when it resolves.
+    pub backend_client_certificate: Option<String>,
 }
 
 /// Protocol of a listener.
@@ -104,6 +111,8 @@ pub struct ListenerNode {
     pub programmable: bool,
     /// TLS certificate names for HTTPS listeners.
     pub certificates: Vec<String>,
+    /// Client certificate validation (`spec.tls.frontend`) of HTTPS listeners.
+    pub client_validation: Option<ir::ClientValidation>,
     /// Conditions (Accepted, Programmed, ResolvedRefs, Conflicted).
     pub conditions: Vec<Cond>,
     /// Number of routes attached.
@@ -151,6 +160,11 @@ pub struct RuleNode {
     pub matches: Vec<Option<ir::RouteMatch>>,
     /// Backends, in spec order.
     pub backends: Vec<ir::Backend>,
+    /// Resolved RequestMirror filters of the rule: filter index → mirror. A mirror
+    /// filter missing here did not resolve and is not configured.
+    pub mirrors: BTreeMap<usize, ir::Mirror>,
+    /// The same for each backendRef's filters (one map per backendRef).
+    pub backend_mirrors: Vec<BTreeMap<usize, ir::Mirror>>,
 }
 
 /// Builds the Graph.
@@ -177,9 +191,12 @@ pub fn build(store: &Store, settings: &Settings) -> Graph {
         let node = gateway::gateway_node(store, key, gw, &mut g);
         g.gateways.insert(key.clone(), node);
     }
+    // BackendTLSPolicies (before routes: backends resolve through them).
+    let tls_table = backend_tls::build(store, &mut g);
     // HTTPRoutes.
     for (key, route) in &store.http_routes {
-        if let Some(node) = http_route::route_node(store, settings, key, route, &mut g) {
+        if let Some(node) = http_route::route_node(store, settings, &tls_table, key, route, &mut g)
+        {
             g.routes.push(node);
         }
     }
