@@ -88,9 +88,7 @@ impl Report {
     }
 
     pub fn note(&mut self, line: impl Into<String>) {
-        let line = line.into();
-        eprintln!("  {line}");
-        self.notes.push(line);
+        self.notes.push(line.into());
     }
 
     /// The table as Markdown (so it can be pasted into docs/benchmarks.md).
@@ -418,6 +416,34 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         }
     }
     total as f64 / tick
+}
+
+/// On-CPU time of the live threads of `pid`, in seconds, with nanosecond resolution
+/// (`/proc/<pid>/task/*/schedstat`; threads that exited are not counted, so use it
+/// over short intervals only). Falls back to [`cpu_seconds`] without schedstats.
+pub fn cpu_seconds_precise(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return cpu_seconds(pid);
+    };
+    let mut ns = 0u64;
+    let mut any = false;
+    for t in tasks.flatten() {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+            if let Some(v) = s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                ns += v;
+                any = true;
+            }
+        }
+    }
+    if any {
+        ns as f64 / 1e9
+    } else {
+        cpu_seconds(pid)
+    }
 }
 
 /// A field of `/proc/<pid>/status` in kB (`VmRSS`, `VmHWM`).

@@ -12,15 +12,18 @@
 //! // point kubectl or a kube::Client at sim.kubeconfig_path()
 //! sim.force_compaction(); // every open watch gets 410 Gone
 //! sim.stop();             // outage: connections refused
-//! sim.restart();          // same port, same objects
+//! sim.restart().unwrap(); // same port, same objects
 //! ```
 //!
 //! Served kinds: core v1 Namespace, Service, Endpoints, Secret, ConfigMap, Event, Pod,
 //! ServiceAccount; events.k8s.io/v1 Event; discovery.k8s.io/v1 EndpointSlice;
-//! networking.k8s.io/v1 Ingress, IngressClass; coordination.k8s.io/v1 Lease;
-//! apiextensions.k8s.io/v1 CustomResourceDefinition; and any kind a CRD defines. The
-//! Gateway API kinds are CRDs installed at start unless [`SimOptions::gateway_api`] is
-//! false; deleting a CRD removes its kind (404 on its paths, absent from discovery).
+//! networking.k8s.io/v1 Ingress, IngressClass; coordination.k8s.io/v1 Lease; apps/v1
+//! Deployment; policy/v1 PodDisruptionBudget; rbac.authorization.k8s.io/v1 roles and
+//! bindings; apiextensions.k8s.io/v1 CustomResourceDefinition; and any kind a CRD
+//! defines. The Gateway API kinds are CRDs installed at start unless
+//! [`SimOptions::gateway_api`] is false; deleting a CRD removes its kind (404 on its paths, absent from discovery).
+//!
+//! See the crate README for the full list of behaviors and known gaps.
 
 pub mod fields;
 mod protobuf;
@@ -606,5 +609,28 @@ impl Drop for SimHandle {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<SimHandle>();
+    }
+
+    #[test]
+    fn stop_closes_the_port_and_restart_reopens_it() {
+        let sim = Sim::start(SimOptions::default()).unwrap();
+        assert!(std::net::TcpStream::connect(sim.addr).is_ok());
+        sim.stop();
+        assert!(std::net::TcpStream::connect(sim.addr).is_err());
+        sim.restart().unwrap();
+        assert!(std::net::TcpStream::connect(sim.addr).is_ok());
+        let kc = std::fs::read_to_string(sim.kubeconfig_path()).unwrap();
+        assert!(kc.contains(&format!("server: http://{}", sim.addr)));
     }
 }

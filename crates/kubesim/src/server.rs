@@ -423,7 +423,7 @@ fn resource(
     };
     let is_watch = ctx.method == Method::GET && (watch_prefix || truthy(&ctx.query, "watch"));
     if is_watch && !t.status {
-        return match watch(shared, &t, ctx) {
+        return match watch(shared, &t, ctx, accept) {
             Ok(r) => (r, true),
             Err(e) => (error_response(&e), false),
         };
@@ -480,7 +480,36 @@ fn wants_table(accept: &str) -> bool {
 
 /// Renders objects as a `meta.k8s.io/v1` Table when the client asked for one
 /// (`kubectl get` without `-o`).
+fn wants_metadata(accept: &str) -> bool {
+    accept.contains("as=PartialObjectMetadata")
+}
+
+/// An object as `meta.k8s.io/v1` PartialObjectMetadata.
+fn partial(v: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": v.get("metadata").cloned().unwrap_or(json!({})),
+    })
+}
+
 fn table_or(accept: &str, v: Value, is_list: bool) -> Value {
+    if wants_metadata(accept) && !wants_table(accept) {
+        if !is_list {
+            return partial(&v);
+        }
+        let items: Vec<Value> = v
+            .get("items")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(partial).collect())
+            .unwrap_or_default();
+        return json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": v.get("metadata").cloned().unwrap_or(json!({})),
+            "items": items,
+        });
+    }
     if !wants_table(accept) {
         return v;
     }
@@ -674,6 +703,8 @@ struct WatchStream {
     bookmarks: Option<tokio::time::Interval>,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     done: bool,
+    /// Send PartialObjectMetadata objects (metadata-only watches).
+    metadata_only: bool,
 }
 
 enum Wake {
@@ -703,7 +734,10 @@ impl WatchStream {
             None => self.done = true,
             Some(WatchMsg::Event(ev)) => {
                 if let Some((t, o)) = transform(&ev, &self.filter) {
-                    let o = out(&self.rt, &self.version, o);
+                    let mut o = out(&self.rt, &self.version, o);
+                    if self.metadata_only {
+                        o = partial(&o);
+                    }
                     self.pending.push_back(event_line(t.as_str(), &o));
                 }
             }
@@ -768,7 +802,12 @@ impl WatchStream {
     }
 }
 
-fn watch(shared: &Arc<Shared>, t: &Target, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
+fn watch(
+    shared: &Arc<Shared>,
+    t: &Target,
+    ctx: &Ctx,
+    accept: &str,
+) -> Result<Response<Body>, ApiError> {
     let filter = filter_from(t, &ctx.query)?;
     let bookmarks_allowed = truthy(&ctx.query, "allowWatchBookmarks");
     let send_initial = truthy(&ctx.query, "sendInitialEvents");
@@ -814,9 +853,13 @@ fn watch(shared: &Arc<Shared>, t: &Target, ctx: &Ctx) -> Result<Response<Body>, 
         }),
         deadline: timeout.map(|s| Box::pin(tokio::time::sleep(Duration::from_secs(s)))),
         done: false,
+        metadata_only: wants_metadata(accept) && !wants_table(accept),
     };
     for (etype, o) in initial {
-        let o = out(&t.rt, t.version, o);
+        let mut o = out(&t.rt, t.version, o);
+        if stream.metadata_only {
+            o = partial(&o);
+        }
         let line = event_line(etype.as_str(), &o);
         stream.pending.push_back(line);
     }

@@ -1468,3 +1468,127 @@ fn normalize_update(rt: &ResourceType, old: &Value, new: &mut Value) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(max_history: usize) -> State {
+        let (tx, _rx) = tokio::sync::watch::channel(0);
+        State::new(max_history, tx)
+    }
+
+    fn crd_type(s: &mut State) -> ResourceType {
+        let crds = s
+            .find_type("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .unwrap();
+        for crd in resources::gateway_api_crds() {
+            s.put_object(&crds, crd).unwrap();
+        }
+        s.find_type("gateway.networking.k8s.io", "v1", "httproutes")
+            .unwrap()
+    }
+
+    fn w(manager: &str) -> WriteOpts {
+        WriteOpts {
+            manager: manager.into(),
+            ..Default::default()
+        }
+    }
+
+    fn route(host: &str) -> Value {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+               "metadata": {"name": "r", "namespace": "default"},
+               "spec": {"hostnames": [host]}})
+    }
+
+    #[test]
+    fn generation_and_noop_updates() {
+        let mut s = state(100);
+        let rt = crd_type(&mut s);
+        let created = s
+            .create(&rt, Some("default"), route("a"), &w("m"), false)
+            .unwrap();
+        assert_eq!(created["metadata"]["generation"], 1);
+        let rv = created["metadata"]["resourceVersion"].clone();
+        // Same content: nothing happens.
+        let same = s
+            .update(&rt, Some("default"), "r", created.clone(), false, &w("m"))
+            .unwrap();
+        assert_eq!(same["metadata"]["resourceVersion"], rv);
+        // Labels: new resourceVersion, same generation.
+        let mut labelled = created.clone();
+        labelled["metadata"]["labels"] = json!({"a": "b"});
+        let l = s
+            .update(&rt, Some("default"), "r", labelled, false, &w("m"))
+            .unwrap();
+        assert_ne!(l["metadata"]["resourceVersion"], rv);
+        assert_eq!(l["metadata"]["generation"], 1);
+        // Stale resourceVersion: conflict.
+        let err = s
+            .update(&rt, Some("default"), "r", created, false, &w("m"))
+            .unwrap_err();
+        assert_eq!(err.code, 409);
+        // Spec: generation 2.
+        let (_, p) = s
+            .patch(
+                &rt,
+                Some("default"),
+                "r",
+                PatchKind::Merge,
+                json!({"spec": {"hostnames": ["b"]}}),
+                false,
+                &w("m"),
+            )
+            .unwrap();
+        assert_eq!(p["metadata"]["generation"], 2);
+    }
+
+    #[test]
+    fn trimmed_history_answers_gone() {
+        let mut s = state(3);
+        let rt = s.find_type("", "v1", "configmaps").unwrap();
+        let first = s.rv;
+        for i in 0..5 {
+            let cm = json!({"metadata": {"name": format!("c{i}")}});
+            s.create(&rt, Some("default"), cm, &w("m"), false).unwrap();
+        }
+        let f = Filter::default();
+        assert!(s
+            .watch_start(&rt, &f, Some(&first.to_string()), false)
+            .is_err());
+        let recent = (s.rv - 2).to_string();
+        let (initial, _, _rx) = s.watch_start(&rt, &f, Some(&recent), false).unwrap();
+        assert_eq!(initial.len(), 2);
+        let (all, _, _rx) = s.watch_start(&rt, &f, Some("0"), false).unwrap();
+        assert_eq!(all.len(), 5);
+    }
+
+    #[test]
+    fn shared_ownership_keeps_fields_another_manager_applies() {
+        let mut s = state(100);
+        let rt = crd_type(&mut s);
+        let apply = |s: &mut State, m: &str, v: Value| {
+            s.patch(&rt, Some("default"), "r", PatchKind::Apply, v, false, &w(m))
+                .unwrap()
+                .1
+        };
+        let mut both = route("a");
+        both["spec"]["parentRefs"] = json!([{"name": "web"}]);
+        apply(&mut s, "one", both.clone());
+        apply(&mut s, "two", both);
+        // "one" stops applying parentRefs: "two" still owns them, so they stay.
+        let v = apply(&mut s, "one", route("a"));
+        assert_eq!(v["spec"]["parentRefs"][0]["name"], "web");
+        // "two" stops too: now they go.
+        let v = apply(&mut s, "two", route("a"));
+        assert!(v["spec"].get("parentRefs").is_none(), "{v}");
+        let managers: Vec<&str> = v["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["manager"].as_str().unwrap())
+            .collect();
+        assert_eq!(managers, ["one", "two"]);
+    }
+}

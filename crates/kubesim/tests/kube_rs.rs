@@ -935,3 +935,53 @@ async fn injected_faults_fail_matching_requests() {
     assert_eq!(status_writes[1].field_manager.as_deref(), Some("sluice"));
     task.abort();
 }
+
+#[tokio::test]
+async fn metadata_watcher_and_get_metadata() {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::core::PartialObjectMeta;
+    let sim = start(SimOptions::default());
+    let client = client(&sim).await;
+    let api: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "tls", "labels": {"a": "b"}},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": "CERT", "tls.key": "KEY"}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &secret).await.unwrap();
+    let stored = sim.get("Secret", "default", "tls").unwrap();
+    assert_eq!(stored["data"]["tls.crt"], "Q0VSVA==");
+    assert!(stored.get("stringData").is_none());
+
+    let meta = api.get_metadata("tls").await.unwrap();
+    assert_eq!(meta.metadata.labels.unwrap()["a"], "b");
+    let list = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+
+    let names = Arc::new(Mutex::new(Vec::<String>::new()));
+    let names2 = names.clone();
+    let meta_api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), "default");
+    let task = tokio::spawn(async move {
+        watcher(meta_api, watcher::Config::default())
+            .default_backoff()
+            .try_for_each(move |ev| {
+                if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = ev {
+                    names2.lock().push(o.name_any());
+                }
+                futures::future::ready(Ok(()))
+            })
+            .await
+            .ok();
+    });
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    let mut s2 = secret.clone();
+    s2.metadata.name = Some("second".into());
+    secrets.create(&PostParams::default(), &s2).await.unwrap();
+    assert!(eventually(|| names.lock().contains(&"second".to_string())).await);
+    assert!(sim
+        .request_log()
+        .iter()
+        .any(|r| r.watch && r.path.ends_with("/secrets")));
+    task.abort();
+}

@@ -23,6 +23,8 @@ pub struct RequestCtx {
     pub tls: bool,
     /// Connect failures retried so far.
     pub connect_retries: usize,
+    /// Upstream attempts so far (`upstream_peer` calls).
+    pub attempts: u32,
     /// Headers added to the answer (CORS).
     pub extra_response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
@@ -38,6 +40,7 @@ impl RequestCtx {
             backend: None,
             tls: false,
             connect_retries: 0,
+            attempts: 0,
             extra_response_headers: Vec::new(),
         }
     }
@@ -45,6 +48,13 @@ impl RequestCtx {
     /// The selected route.
     pub fn route(&self) -> Option<&CompiledRoute> {
         self.route.map(|r| self.router.route(r))
+    }
+
+    /// Retries the route's policy still allows.
+    pub fn retries_left(&self) -> bool {
+        self.route()
+            .and_then(|r| r.retry.as_ref())
+            .is_some_and(|p| self.attempts <= p.attempts)
     }
 
     /// The selected route's forward action and backend.

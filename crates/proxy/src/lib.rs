@@ -24,6 +24,7 @@ mod ctx;
 pub mod filters;
 mod listeners;
 pub mod metrics;
+mod mirror;
 pub mod router;
 mod service;
 mod tls;

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
+use pingora_core::connectors::http::Connector;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, OrErr, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -36,6 +37,8 @@ pub struct Gateway {
     router: Arc<ArcSwap<Router>>,
     metrics: Arc<Metrics>,
     connect_timeout: Duration,
+    /// Connections of request mirrors (apart from the proxy's own pool).
+    mirrors: Arc<Connector>,
 }
 
 impl Gateway {
@@ -50,6 +53,7 @@ impl Gateway {
             router,
             metrics,
             connect_timeout,
+            mirrors: Arc::new(Connector::new(None)),
         }
     }
 }
@@ -165,6 +169,10 @@ impl ProxyHttp for Gateway {
             CompiledAction::Forward(fwd) => match pick_backend(fwd) {
                 Ok(i) => {
                     ctx.backend = Some(i);
+                    if route.retry.is_some() {
+                        // Keep the request body so that a retry can send it again.
+                        session.as_downstream_mut().enable_retry_buffering();
+                    }
                     let backend = &fwd.backends[i];
                     if let Some(status) = internal_error(&backend.filters) {
                         let filters = [&route.filters, &backend.filters];
@@ -194,6 +202,26 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        ctx.attempts += 1;
+        if ctx.attempts > 1 {
+            if let Some(policy) = ctx.route().and_then(|r| r.retry.as_ref()) {
+                // A retry goes to a backend picked anew, after the backoff.
+                if let Some(ms) = policy.backoff_ms {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                if let Some(CompiledAction::Forward(fwd)) = ctx.route().map(|r| &r.action) {
+                    match pick_backend(fwd) {
+                        Ok(i) => ctx.backend = Some(i),
+                        Err(e) => {
+                            return Err(Error::explain(
+                                ErrorType::HTTPStatus(e.status()),
+                                "no backend for the retry",
+                            ))
+                        }
+                    }
+                }
+            }
+        }
         let (Some(route), Some((_, backend))) = (ctx.route(), ctx.backend()) else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(500),
@@ -264,12 +292,62 @@ impl ProxyHttp for Gateway {
             _ => 0,
         };
         let max_retries = endpoints.min(MAX_CONNECT_ATTEMPTS).saturating_sub(1);
-        if ctx.connect_retries < max_retries {
+        let policy_allows = ctx
+            .route()
+            .and_then(|r| r.retry.as_ref())
+            .is_some_and(|p| p.on_connection_error)
+            && ctx.retries_left();
+        if policy_allows || ctx.connect_retries < max_retries {
             ctx.connect_retries += 1;
             tracing::debug!(peer = %peer, error = %e, "connect failed; trying the next endpoint");
             e.set_retry(true);
         }
         e
+    }
+
+    /// Errors after connecting (reset, closed before an answer, attempt timeout):
+    /// retried when the route's policy says so and the request body can be replayed;
+    /// otherwise Pingora's rule (idempotent requests on reused connections).
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let truncated = session.as_ref().retry_buffer_truncated();
+        let policy = ctx.route().and_then(|r| r.retry.as_ref());
+        if policy.is_some_and(|p| p.on_connection_error) && ctx.retries_left() && !truncated {
+            e.set_retry(true);
+        } else if !session.req_header().method.is_idempotent() || truncated {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    /// An answer whose status the route's retry policy lists is dropped and the
+    /// request sent again, while attempts remain.
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = resp.status.as_u16();
+        let retry = ctx
+            .route()
+            .and_then(|r| r.retry.as_ref())
+            .is_some_and(|p| p.codes.contains(&status));
+        if retry && ctx.retries_left() && !session.as_ref().retry_buffer_truncated() {
+            let mut e = Error::explain(ErrorType::HTTPStatus(status), "retrying on status");
+            e.set_retry(true);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// X-Forwarded-*, request header filters, URL rewrite.
@@ -331,9 +409,16 @@ impl ProxyHttp for Gateway {
                         }
                     }
                 }
-                CompiledFilter::ResponseHeaders(_)
+                CompiledFilter::Mirror(_)
+                | CompiledFilter::ResponseHeaders(_)
                 | CompiledFilter::Cors(_)
                 | CompiledFilter::InternalError(_) => {}
+            }
+        }
+        // Mirrors see the request as it goes upstream.
+        for f in route.filters.iter().chain(backend.filters.iter()) {
+            if let CompiledFilter::Mirror(target) = f {
+                crate::mirror::maybe_fire(&self.mirrors, target, up, self.connect_timeout);
             }
         }
         Ok(())

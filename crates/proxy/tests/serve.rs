@@ -612,3 +612,105 @@ async fn cors() {
         (200, None)
     );
 }
+
+/// A backend answering 500 to its first `failures` requests, then 200.
+async fn flaky(failures: usize) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use hyper_util::rt::TokioIo;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let n = s.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let status = if n < failures { 500 } else { 200 };
+                        hyper::Response::builder()
+                            .status(status)
+                            .body(http_body_util::Full::new(bytes::Bytes::from("x")))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Retry policies: listed answer codes are retried while attempts remain, and a
+/// connection failure goes to a backend picked anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries() {
+    let (f2, f2_seen) = flaky(2).await;
+    let (f2b, f2b_seen) = flaky(2).await;
+    let a = echo("a").await;
+    let dead: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let policy = |attempts, codes: Vec<u16>, on_connection_error| {
+        Some(sluice_ir::Retry {
+            codes,
+            attempts,
+            backoff_ms: Some(1),
+            on_connection_error,
+        })
+    };
+    let mut enough = route("enough", "/enough", forward(vec![backend("f", 1, &[f2])]));
+    enough.retry = policy(2, vec![500], false);
+    let mut short = route("short", "/short", forward(vec![backend("f", 1, &[f2b])]));
+    short.retry = policy(1, vec![500], false);
+    let mut conn = route(
+        "conn",
+        "/conn",
+        forward(vec![
+            backend("dead", 1, &[dead]),
+            backend("a", 1, &[a.addr]),
+        ]),
+    );
+    conn.retry = policy(5, vec![], true);
+    let port = free_port();
+    let (_tx, _h) = start(config(1, vec![listener(port, vec![enough, short, conn])])).await;
+    let proxy: SocketAddr = ([127, 0, 0, 1], port).into();
+
+    assert_eq!(send(proxy, "x", "/enough", &[]).await.status, 200);
+    assert_eq!(f2_seen.load(Ordering::SeqCst), 3, "two retries");
+    assert_eq!(send(proxy, "x", "/short", &[]).await.status, 500);
+    assert_eq!(f2b_seen.load(Ordering::SeqCst), 2, "one retry");
+    for _ in 0..20 {
+        let r = send(proxy, "x", "/conn", &[]).await;
+        assert_eq!((r.status, r.server()), (200, Some("a")));
+    }
+}
+
+/// Mirrors: the client is answered by the route's backend, and a copy of the request
+/// (headers as sent upstream) reaches the mirror backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrors() {
+    let a = echo("a").await;
+    let m = echo("m").await;
+    let port = free_port();
+    let mut r = route("mirrored", "/", forward(vec![backend("a", 1, &[a.addr])]));
+    r.filters = vec![sluice_ir::Filter::Mirror(sluice_ir::Mirror {
+        backend: backend("m", 1, &[m.addr]),
+        numerator: 1,
+        denominator: 1,
+    })];
+    let (_tx, _h) = start(config(1, vec![listener(port, vec![r])])).await;
+    let proxy: SocketAddr = ([127, 0, 0, 1], port).into();
+    for _ in 0..3 {
+        let r = send(proxy, "x", "/m", &[]).await;
+        assert_eq!((r.status, r.server()), (200, Some("a")));
+    }
+    eventually("3 mirrored requests", || async {
+        m.requests.load(Ordering::SeqCst) == 3
+    })
+    .await;
+    assert_eq!(a.requests.load(Ordering::SeqCst), 3);
+}

@@ -187,7 +187,7 @@ mod tests {
         h
     }
 
-    fn get<'a>(h: &'a Headers, name: HeaderName) -> Option<&'a str> {
+    fn get(h: &Headers, name: HeaderName) -> Option<&str> {
         h.iter()
             .find(|(n, _)| *n == name)
             .and_then(|(_, v)| v.to_str().ok())

@@ -119,7 +119,7 @@ fn compile_route(r: &ir::Route, cx: &Cx<'_>, errors: &mut Vec<CompileError>) -> 
     let filters = r
         .filters
         .iter()
-        .map(|f| compile_filter(f, &mut err))
+        .map(|f| compile_filter(f, cx, &mut err))
         .collect();
     let action = match &r.action {
         ir::Action::Forward(fwd) => {
@@ -152,6 +152,7 @@ fn compile_route(r: &ir::Route, cx: &Cx<'_>, errors: &mut Vec<CompileError>) -> 
         filters,
         action,
         timeouts: r.timeouts,
+        retry: r.retry.clone().filter(|p| p.attempts > 0),
         stats: cx.metrics.route(&r.name),
     }
 }
@@ -235,7 +236,7 @@ fn value_matcher(m: &ir::StringMatch) -> Result<ValueMatcher, regex::Error> {
     })
 }
 
-fn compile_filter(f: &ir::Filter, err: &mut impl FnMut(String)) -> CompiledFilter {
+fn compile_filter(f: &ir::Filter, cx: &Cx<'_>, err: &mut impl FnMut(String)) -> CompiledFilter {
     let fail = |err: &mut dyn FnMut(String), what: String| {
         err(format!("{what}; the route answers 500"));
         CompiledFilter::InternalError(500)
@@ -266,9 +267,17 @@ fn compile_filter(f: &ir::Filter, err: &mut impl FnMut(String)) -> CompiledFilte
             Ok(p) => CompiledFilter::Cors(Arc::new(p)),
             Err(e) => fail(err, e),
         },
-        // Not implemented by this proxy build yet: fail closed rather than serve the
-        // route without the filter.
-        ir::Filter::Mirror(_) => fail(err, "request mirrors are not supported yet".into()),
+        ir::Filter::Mirror(m) => {
+            if m.denominator == 0 {
+                return fail(err, "mirror share with denominator 0".into());
+            }
+            let backend = compile_backend(&m.backend, cx, err);
+            CompiledFilter::Mirror(Arc::new(MirrorTarget {
+                backend,
+                numerator: m.numerator.min(m.denominator),
+                denominator: m.denominator,
+            }))
+        }
         ir::Filter::InternalError { status, reason } => {
             tracing::debug!(%reason, "route fails closed");
             CompiledFilter::InternalError(if (100..600).contains(status) {
@@ -354,7 +363,7 @@ fn compile_backend(b: &ir::Backend, cx: &Cx<'_>, err: &mut impl FnMut(String)) -
                     ));
                     CompiledFilter::InternalError(500)
                 }
-                f => compile_filter(f, err),
+                f => compile_filter(f, cx, err),
             })
             .collect(),
         kind,

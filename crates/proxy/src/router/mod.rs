@@ -77,6 +77,8 @@ pub struct CompiledRoute {
     pub action: CompiledAction,
     /// Timeouts of the route.
     pub timeouts: ir::Timeouts,
+    /// Retry policy (`None`: only connect failures move to the next endpoint).
+    pub retry: Option<ir::Retry>,
     /// Counters of this route.
     pub stats: Arc<RouteStats>,
 }
@@ -128,10 +130,23 @@ pub enum CompiledFilter {
         /// Path change.
         path: Option<ir::PathRewrite>,
     },
+    /// Send a copy of the request to another backend; its answer is discarded.
+    Mirror(Arc<MirrorTarget>),
     /// CORS: preflights answered by the proxy, headers added to answers.
     Cors(Arc<crate::filters::cors::CorsPolicy>),
     /// Answer this status instead of serving the route (fail closed).
     InternalError(u16),
+}
+
+/// Where a mirror sends copies, and how often.
+#[derive(Debug)]
+pub struct MirrorTarget {
+    /// The mirror backend (its weight is ignored).
+    pub backend: CompiledBackend,
+    /// Share of requests mirrored: `numerator / denominator`.
+    pub numerator: u32,
+    /// Denominator of the share (> 0).
+    pub denominator: u32,
 }
 
 /// Parsed [`ir::HeaderModifier`].

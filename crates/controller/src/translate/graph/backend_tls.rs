@@ -55,6 +55,13 @@ pub(super) fn build(store: &Store, g: &mut Graph) -> BackendTlsTable {
                 .or_default()
                 .push((created, key.clone(), idx));
         }
+        if p.spec.options.as_ref().is_some_and(|o| !o.is_empty()) {
+            g.notices.push(Notice::warning(
+                obj.clone(),
+                Some("spec.options".into()),
+                "No option is supported; options are ignored.",
+            ));
+        }
         let (tls, conditions) = validate(store, key, p, &obj, g);
         table.tls.push(tls);
         g.policies.push(PolicyNode {
