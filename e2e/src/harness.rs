@@ -42,6 +42,35 @@ impl Sluice {
 
     /// Like [`Sluice::start_with_args`] with the admin server on `admin`.
     pub fn start_on(manifests: &Path, admin: SocketAddr, extra: &[&str]) -> Sluice {
+        let mut args: Vec<std::ffi::OsString> = vec!["--manifests".into(), manifests.into()];
+        args.extend(extra.iter().map(Into::into));
+        Sluice::spawn(manifests, admin, &args, &[])
+    }
+
+    /// Cluster mode: `sluice run` without `--manifests`, with `KUBECONFIG=kubeconfig`,
+    /// `POD_NAME=pod` (the leader-election identity is `<pod>-<pid>`), the lease in
+    /// namespace `default`, a free admin port and `extra` arguments.
+    pub fn start_cluster(kubeconfig: &Path, pod: &str, extra: &[&str]) -> Sluice {
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["--leader-election-namespace".into(), "default".into()];
+        args.extend(extra.iter().map(Into::into));
+        Sluice::spawn(
+            kubeconfig,
+            free_local_port(),
+            &args,
+            &[
+                ("KUBECONFIG", kubeconfig.as_os_str()),
+                ("POD_NAME", pod.as_ref()),
+            ],
+        )
+    }
+
+    fn spawn(
+        source: &Path,
+        admin: SocketAddr,
+        args: &[std::ffi::OsString],
+        envs: &[(&str, &std::ffi::OsStr)],
+    ) -> Sluice {
         let bin = sluice_bin();
         let log = log_path();
         let out = std::fs::File::create(&log)
@@ -49,29 +78,28 @@ impl Sluice {
         let err = out.try_clone().expect("cloning the log file handle");
         let child = Command::new(bin)
             .arg("run")
-            .arg("--manifests")
-            .arg(manifests)
             .arg("--admin-addr")
             .arg(admin.to_string())
-            .args(extra)
+            .args(args)
             .env("RUST_BACKTRACE", "1")
             .env("NO_COLOR", "1")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         eprintln!(
-            "sluice pid {} admin {admin} manifests {} log {}",
+            "sluice pid {} admin {admin} source {} log {}",
             child.id(),
-            manifests.display(),
+            source.display(),
             log.display()
         );
         Sluice {
             child,
             admin,
             log,
-            manifests: manifests.to_owned(),
+            manifests: source.to_owned(),
         }
     }
 
@@ -112,6 +140,12 @@ impl Sluice {
                 tail(&self.log(), 60)
             );
         }
+    }
+
+    /// Kills the process (SIGKILL) and reaps it: a crash, for failover tests.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM (through `kill`) and waits up to `timeout` for the process to exit;

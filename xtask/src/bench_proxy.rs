@@ -223,14 +223,51 @@ pub fn wrk(
 struct Measured {
     wrk: Wrk,
     cpu_us: f64,
+    /// Share of one core the proxy process used during the run.
+    proxy_busy: f64,
+    /// Busy share of core 0 and core 1 (all processes: shows other load on the machine,
+    /// and whether the load core was the limit).
+    core_busy: [f64; 2],
+}
+
+/// (busy, total) jiffies of cpu0 and cpu1 from `/proc/stat`.
+fn core_times() -> [(u64, u64); 2] {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let mut out = [(0, 0); 2];
+    for (i, name) in ["cpu0 ", "cpu1 "].iter().enumerate() {
+        if let Some(line) = stat.lines().find(|l| l.starts_with(name)) {
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            let total: u64 = v.iter().take(8).sum();
+            let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+            out[i] = (total - idle, total);
+        }
+    }
+    out
 }
 
 fn measure(pid: u32, url: &str, host: &str, dur: Duration, close: bool) -> Result<Measured> {
     let c0 = cpu_seconds(pid);
+    let k0 = core_times();
+    let t0 = std::time::Instant::now();
     let w = wrk(LOAD_CPU, url, host, 64, dur, close)?;
+    let wall = t0.elapsed().as_secs_f64();
+    let k1 = core_times();
     let c1 = cpu_seconds(pid);
     let cpu_us = (c1 - c0) * 1e6 / w.requests.max(1) as f64;
-    Ok(Measured { wrk: w, cpu_us })
+    let busy = |i: usize| {
+        let total = k1[i].1.saturating_sub(k0[i].1).max(1) as f64;
+        k1[i].0.saturating_sub(k0[i].0) as f64 / total
+    };
+    Ok(Measured {
+        wrk: w,
+        cpu_us,
+        proxy_busy: (c1 - c0) / wall,
+        core_busy: [busy(0), busy(1)],
+    })
 }
 
 pub fn proxy(opts: &Opts) -> Result<Report> {
@@ -304,7 +341,17 @@ pub fn proxy(opts: &Opts) -> Result<Report> {
             dur.as_secs(),
             standalone.rps
         ),
-        &["proxy", "mode", "req/s", "p50", "p99", "CPU/req", "errors"],
+        &[
+            "proxy",
+            "mode",
+            "req/s",
+            "p50",
+            "p99",
+            "CPU/req",
+            "errors",
+            "proxy CPU",
+            "core0/core1 busy",
+        ],
     );
     let mut j = serde_json::Map::new();
     j.insert("backend_standalone_rps".into(), json!(standalone.rps));
@@ -318,12 +365,19 @@ pub fn proxy(opts: &Opts) -> Result<Report> {
                 format!("{:.2} ms", m.wrk.p99_ms),
                 format!("{:.1} µs", m.cpu_us),
                 m.wrk.errors.to_string(),
+                format!("{:.0}%", m.proxy_busy * 100.0),
+                format!(
+                    "{:.0}%/{:.0}%",
+                    m.core_busy[0] * 100.0,
+                    m.core_busy[1] * 100.0
+                ),
             ]);
             j.insert(
                 format!("{name}/{mode}"),
                 json!({
                     "rps": m.wrk.rps, "requests": m.wrk.requests, "p50_ms": m.wrk.p50_ms,
                     "p99_ms": m.wrk.p99_ms, "cpu_us_per_request": m.cpu_us, "errors": m.wrk.errors,
+                    "proxy_cpu_share": m.proxy_busy, "core0_busy": m.core_busy[0], "core1_busy": m.core_busy[1],
                 }),
             );
         }
@@ -352,6 +406,7 @@ pub fn proxy(opts: &Opts) -> Result<Report> {
     if standalone.rps < 1.5 * results.iter().map(|x| x.1.wrk.rps).fold(0.0, f64::max) {
         r.note("warning: the backend alone is less than 1.5x the fastest proxy: it may be the bottleneck");
     }
+    r.note("proxy CPU = the proxy's CPU time / wall time: below ~95% the proxy was not the limit (see core1 busy: wrk and the backend share it), so compare CPU/req rather than req/s; core0 busy above proxy CPU means other load on the machine");
     r.note("access log: off for nginx (access_log off), Sluice logs at warn level only (no access log)");
     r.json = Value::Object(j);
     Ok(r)

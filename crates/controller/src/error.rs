@@ -23,6 +23,15 @@ pub enum Error {
         #[source]
         source: notify::Error,
     },
+    /// A Kubernetes API call or client setup failed.
+    #[error("{context}: {source}")]
+    Kube {
+        /// What was being done.
+        context: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {
@@ -31,6 +40,7 @@ impl Error {
         match self {
             Error::ReadDir { .. } => "read_dir",
             Error::Watch { .. } => "watch",
+            Error::Kube { .. } => "kube",
         }
     }
 }

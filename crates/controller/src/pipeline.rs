@@ -51,6 +51,8 @@ pub struct Pipeline {
     applied: Applied,
     notices: Vec<Notice>,
     published_once: bool,
+    /// Cluster mode: objects carry the API server's `generation`; keep it.
+    server_metadata: bool,
 }
 
 /// RFC 3339 with second precision, as the API server writes times.
@@ -71,7 +73,15 @@ impl Pipeline {
             applied: Applied::default(),
             notices: Vec::new(),
             published_once: false,
+            server_metadata: false,
         }
+    }
+
+    /// Cluster mode: trust the `metadata.generation` objects carry (the API server's)
+    /// instead of counting content changes.
+    pub fn with_server_metadata(mut self) -> Pipeline {
+        self.server_metadata = true;
+        self
     }
 
     /// The config last published.
@@ -119,7 +129,12 @@ impl Pipeline {
                 .pointer("/metadata/creationTimestamp")
                 .and_then(Value::as_str)
                 .map(str::to_string);
-            let entry = match self.tracked.get(&id) {
+            let server_generation = if self.server_metadata {
+                value.pointer("/metadata/generation").and_then(Value::as_i64)
+            } else {
+                None
+            };
+            let mut entry = match self.tracked.get(&id) {
                 Some(prev) => Tracked {
                     generation: if prev.content == content {
                         prev.generation
@@ -135,6 +150,9 @@ impl Pipeline {
                     created: written_created.unwrap_or_else(|| now.clone()),
                 },
             };
+            if let Some(g) = server_generation {
+                entry.generation = g;
+            }
             if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
                 meta.insert("generation".into(), Value::from(entry.generation));
                 meta.insert(

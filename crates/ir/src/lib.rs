@@ -511,7 +511,8 @@ pub enum Filter {
     /// Rewrite host and/or path before proxying.
     UrlRewrite(UrlRewrite),
     /// Send a copy of the request to another backend; its answer is discarded.
-    Mirror(Mirror),
+    /// (Boxed: a backend is much larger than the other filters.)
+    Mirror(Box<Mirror>),
     /// Answer CORS preflights and add CORS headers to answers.
     Cors(Cors),
     /// The filter could not be translated: the proxy answers `status` (500) instead of

@@ -25,6 +25,8 @@ pub struct RequestCtx {
     pub connect_retries: usize,
     /// Upstream attempts so far (`upstream_peer` calls).
     pub attempts: u32,
+    /// Backends (bit = index) an attempt failed on, avoided by retries.
+    pub failed_backends: u64,
     /// Headers added to the answer (CORS).
     pub extra_response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
@@ -41,6 +43,7 @@ impl RequestCtx {
             tls: false,
             connect_retries: 0,
             attempts: 0,
+            failed_backends: 0,
             extra_response_headers: Vec::new(),
         }
     }

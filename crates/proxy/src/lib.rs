@@ -7,11 +7,12 @@
 //! | Pingora phase             | What Sluice does there                                              |
 //! |---------------------------|---------------------------------------------------------------------|
 //! | `new_ctx`                 | loads the current router once (in-flight requests keep their snapshot) |
-//! | `request_filter`          | route selection; 404; redirects and direct answers; fail-closed filters; weighted backend pick (500 / 503) |
-//! | `upstream_peer`           | round robin across the backend's endpoints; HTTP/1.1 keep-alive pool, h2c, HTTPS; timeouts |
-//! | `upstream_request_filter` | X-Forwarded-For/-Proto/-Host; request header filters; URL rewrite    |
-//! | `response_filter`         | response header filters                                             |
-//! | `fail_to_proxy`           | upstream timeouts → 504, other upstream failures → 502              |
+//! | `request_filter`          | route selection; 404; 421 (TLS SNI/Host mismatch); redirects and direct answers; CORS preflights; fail-closed filters; weighted backend pick (500 / 503) |
+//! | `upstream_peer`           | round robin across the backend's endpoints; HTTP/1.1 keep-alive pool, h2c, HTTPS (verification, client certificate); timeouts; retries re-pick the backend after the backoff |
+//! | `fail_to_connect`, `error_while_proxy`, `upstream_response_filter` | retries: next endpoint on connect failure, route retry policy (codes, connection errors) |
+//! | `upstream_request_filter` | X-Forwarded-For/-Proto/-Host; request header filters; URL rewrite; mirrors |
+//! | `response_filter`         | response header filters; CORS headers                               |
+//! | `fail_to_proxy`           | upstream read timeouts → 504, unreachable upstream → 503, other upstream failures → 502 |
 //! | `logging`                 | requests by route and status, latency histogram, debug line         |
 //!
 //! Listeners are owned here, not by Pingora's `Server` (which binds only at startup):

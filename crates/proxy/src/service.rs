@@ -11,7 +11,7 @@ use crate::router::{
     Router,
 };
 use crate::tls::Sni;
-use crate::upstream::{peer, pick_backend};
+use crate::upstream::{peer, pick_backend, pick_backend_excluding};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -209,8 +209,11 @@ impl ProxyHttp for Gateway {
                 if let Some(ms) = policy.backoff_ms {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                 }
+                if let Some(b) = ctx.backend.filter(|b| *b < 64) {
+                    ctx.failed_backends |= 1 << b;
+                }
                 if let Some(CompiledAction::Forward(fwd)) = ctx.route().map(|r| &r.action) {
-                    match pick_backend(fwd) {
+                    match pick_backend_excluding(fwd, ctx.failed_backends) {
                         Ok(i) => ctx.backend = Some(i),
                         Err(e) => {
                             return Err(Error::explain(
@@ -449,7 +452,8 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// Upstream timeouts answer 504 (Gateway API request timeouts); the rest as Pingora.
+    /// Upstream read/write timeouts answer 504 (Gateway API request timeouts), an
+    /// unreachable upstream 503, other upstream failures 502; the rest as Pingora.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -459,7 +463,15 @@ impl ProxyHttp for Gateway {
         use ErrorType::*;
         let code = match (e.etype(), e.esource()) {
             (HTTPStatus(code), _) => *code,
-            (ConnectTimedout | ReadTimedout | WriteTimedout, ErrorSource::Upstream) => 504,
+            (ReadTimedout | WriteTimedout, ErrorSource::Upstream) => 504,
+            // Could not reach the upstream, or it went away before answering (the last
+            // retry included): unavailable, as Envoy answers.
+            (
+                ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError
+                | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError
+                | SocketError | ConnectionClosed | ReadError | WriteError,
+                ErrorSource::Upstream,
+            ) => 503,
             (_, ErrorSource::Upstream) => 502,
             (WriteError | ReadError | ConnectionClosed, ErrorSource::Downstream) => 0,
             (_, ErrorSource::Downstream) => 400,

@@ -40,15 +40,46 @@ impl PickError {
 
 /// Picks a backend with probability `weight / total`.
 pub fn pick_backend(fwd: &ForwardAction) -> Result<usize, PickError> {
+    pick_backend_excluding(fwd, 0)
+}
+
+/// Like [`pick_backend`], leaving out the backends whose bit is set in `exclude`
+/// (those a retry already failed on) unless that leaves nothing with weight.
+pub fn pick_backend_excluding(fwd: &ForwardAction, exclude: u64) -> Result<usize, PickError> {
     if fwd.total_weight == 0 {
         return Err(PickError::NoBackend);
     }
-    let ticket = if fwd.backends.len() == 1 {
-        0
+    let excluded = |i: usize| i < 64 && exclude & (1 << i) != 0;
+    let remaining: u64 = fwd
+        .backends
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !excluded(*i))
+        .map(|(_, b)| u64::from(b.weight))
+        .sum();
+    let i = if remaining == 0 || remaining == fwd.total_weight {
+        let ticket = if fwd.backends.len() == 1 {
+            0
+        } else {
+            rand::rng().random_range(0..fwd.total_weight)
+        };
+        fwd.pick(ticket).ok_or(PickError::NoBackend)?
     } else {
-        rand::rng().random_range(0..fwd.total_weight)
+        let mut ticket = rand::rng().random_range(0..remaining);
+        let mut chosen = None;
+        for (i, b) in fwd.backends.iter().enumerate() {
+            if excluded(i) {
+                continue;
+            }
+            let w = u64::from(b.weight);
+            if ticket < w {
+                chosen = Some(i);
+                break;
+            }
+            ticket -= w;
+        }
+        chosen.ok_or(PickError::NoBackend)?
     };
-    let i = fwd.pick(ticket).ok_or(PickError::NoBackend)?;
     match &fwd.backends[i].kind {
         CompiledBackendKind::Invalid { status, .. } => Err(PickError::Invalid(*status)),
         CompiledBackendKind::Endpoints { endpoints, .. } if endpoints.is_empty() => {

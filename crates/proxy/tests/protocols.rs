@@ -559,9 +559,9 @@ async fn upstream_tls() {
     for (path, want) in [
         ("/any", 200),
         ("/verified", 200),
-        ("/wrong-ca", 502),
+        ("/wrong-ca", 503),
         ("/mutual", 200),
-        ("/no-cert", 502),
+        ("/no-cert", 503),
     ] {
         let r = send(proxy, "x", path, &[]).await;
         assert_eq!(r.status, want, "{path}: {r:?}");

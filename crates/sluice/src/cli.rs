@@ -46,6 +46,16 @@ pub struct RunArgs {
     #[arg(long, default_value = "127.0.1.0/24", value_name = "CIDR")]
     pub gateway_address_pool: ipnet::IpNet,
 
+    /// Cluster mode: watch the namespaced kinds in this namespace only (repeatable;
+    /// default: every namespace).
+    #[arg(long = "watch-namespace", value_name = "NAMESPACE")]
+    pub watch_namespaces: Vec<String>,
+
+    /// Cluster mode: namespace of the leader-election Lease (`sluice-leader`);
+    /// default: `POD_NAMESPACE`, else `sluice-system`.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,

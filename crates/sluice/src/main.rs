@@ -1,7 +1,7 @@
 //! The `sluice` binary: CLI, wiring of controller and proxy, admin server.
 //!
 //! ```text
-//! manifests folder ──► sluice-controller (store, translate, statuses)
+//! manifests folder | Kubernetes API ──► sluice-controller (store, translate, statuses)
 //!                          │ watch<Arc<ir::Config>>          ▲ watch<ir::Applied>
 //!                          ▼                                 │
 //!                      sluice-proxy (router via ArcSwap, listeners, Pingora)
@@ -42,28 +42,43 @@ fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
+/// What a source gives the rest of the binary.
+struct Source {
+    config: tokio::sync::watch::Receiver<Arc<sluice_ir::Config>>,
+    status: tokio::sync::watch::Receiver<Arc<sluice_controller::StatusReport>>,
+    reloads: Arc<std::sync::atomic::AtomicU64>,
+    first_generation: u64,
+    description: String,
+}
+
 async fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
-    let Some(dir) = args.manifests.clone() else {
-        anyhow::bail!(
-            "cluster mode (without --manifests) is not available in this build yet; \
-             run with --manifests DIR"
-        );
-    };
-    let dir = dir
-        .canonicalize()
-        .with_context(|| format!("manifests folder {}", dir.display()))?;
-
     // The controller needs the proxy's feedback and the proxy needs the controller's
     // config: relay the proxy's `Applied` into a channel the controller owns.
     let (applied_tx, applied_rx) = tokio::sync::watch::channel(sluice_ir::Applied::default());
-    let folder = sluice_controller::source::folder::run_folder(dir.clone(), settings, applied_rx)
-        .await
-        .with_context(|| format!("loading manifests from {}", dir.display()))?;
-    let first_generation = folder.config.borrow().generation;
+    let source = match args.manifests.clone() {
+        Some(dir) => {
+            let dir = dir
+                .canonicalize()
+                .with_context(|| format!("manifests folder {}", dir.display()))?;
+            let folder =
+                sluice_controller::source::folder::run_folder(dir.clone(), settings, applied_rx)
+                    .await
+                    .with_context(|| format!("loading manifests from {}", dir.display()))?;
+            let first_generation = folder.config.borrow().generation;
+            Source {
+                config: folder.config,
+                status: folder.status,
+                reloads: folder.reloads,
+                first_generation,
+                description: format!("manifests {}", dir.display()),
+            }
+        }
+        None => cluster(&args, settings, applied_rx).await?,
+    };
 
     let proxy = sluice_proxy::start(
-        folder.config.clone(),
+        source.config.clone(),
         sluice_proxy::ProxyOptions {
             threads: args.threads.unwrap_or_else(default_threads),
             ..Default::default()
@@ -85,27 +100,71 @@ async fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     });
 
     let state = Arc::new(admin::AdminState {
-        config: folder.config.clone(),
-        status: folder.status.clone(),
+        config: source.config.clone(),
+        status: source.status.clone(),
         applied: proxy.applied.clone(),
-        reloads: folder.reloads.clone(),
+        reloads: source.reloads.clone(),
         metrics: proxy.metrics.clone(),
-        first_generation,
+        first_generation: source.first_generation,
     });
     let admin_addr = args.admin_addr;
     let admin = admin::serve(admin_addr, state)
         .await
         .with_context(|| format!("binding the admin server on {admin_addr}"))?;
     tracing::info!(
-        manifests = %dir.display(),
+        source = %source.description,
         admin = %admin,
-        generation = first_generation,
+        generation = source.first_generation,
         "sluice started"
     );
 
     shutdown_signal().await;
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// Cluster mode: watchers, leader election, status writes to the API server.
+async fn cluster(
+    args: &cli::RunArgs,
+    settings: sluice_controller::Settings,
+    applied_rx: tokio::sync::watch::Receiver<sluice_ir::Applied>,
+) -> anyhow::Result<Source> {
+    use sluice_controller::status::sink::{ApiServerSink, ApiServerSinkConfig};
+    let identity = sluice_controller::leader::default_identity();
+    let user_agent = format!("sluice/{} ({identity})", env!("CARGO_PKG_VERSION"));
+    let client = sluice_controller::source::kube::client(&user_agent)
+        .await
+        .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let controller_name = settings.controller_name.clone();
+    let kube = sluice_controller::source::kube::run_kube(
+        client.clone(),
+        settings,
+        sluice_controller::source::kube::KubeOptions {
+            watch_namespaces: args.watch_namespaces.clone(),
+        },
+        applied_rx,
+    )
+    .await
+    .context("starting the Kubernetes watchers")?;
+    let lease_ns = args
+        .leader_election_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "sluice-system".to_string());
+    let leader = sluice_controller::leader::spawn(
+        client.clone(),
+        sluice_controller::leader::LeaseConfig::new(&lease_ns, &identity),
+    );
+    let sink = ApiServerSink::spawn(client, ApiServerSinkConfig::new(&controller_name), leader);
+    sink.follow(kube.status.clone());
+    Ok(Source {
+        config: kube.config,
+        status: kube.status,
+        reloads: kube.reloads,
+        // Nothing is published before the first full sync, whose config is generation 1.
+        first_generation: 1,
+        description: format!("cluster (identity {identity}, lease {lease_ns}/sluice-leader)"),
+    })
 }
 
 async fn shutdown_signal() {

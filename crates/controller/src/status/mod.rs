@@ -3,6 +3,7 @@
 //! corrected by what the proxy reports ([`apply_dataplane_feedback`]).
 pub mod compute;
 pub mod conditions;
+pub mod sink;
 
 use serde::{Deserialize, Serialize};
 

@@ -341,7 +341,7 @@ fn rule_filters(
             // reported it (ResolvedRefs and a Notice).
             FilterType::RequestMirror => {
                 if let Some(m) = mirrors.get(&fi) {
-                    out.push(ir::Filter::Mirror(m.clone()));
+                    out.push(ir::Filter::Mirror(Box::new(m.clone())));
                 }
             }
             FilterType::Cors => match f.cors.as_ref().map(cors) {

@@ -225,11 +225,21 @@ pub fn src() -> ir::Source {
     ir::Source::object("HTTPRoute", "default", "test")
 }
 
+/// A free TCP port on 127.0.0.1, never the same twice in this process (the kernel
+/// may hand out a just-released port again).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    static GIVEN: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashSet<u16>>> =
+        std::sync::OnceLock::new();
+    let given = GIVEN.get_or_init(Default::default);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        if given.lock().insert(port) {
+            return port;
+        }
+    }
 }
 
 pub fn backend(name: &str, weight: u32, addrs: &[SocketAddr]) -> ir::Backend {
