@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 mod backend_tls;
 mod gateway;
+mod shared_address;
 mod http_route;
 
 pub use backend_tls::PolicyNode;
@@ -191,6 +192,8 @@ pub fn build(store: &Store, settings: &Settings) -> Graph {
         let node = gateway::gateway_node(store, key, gw, &mut g);
         g.gateways.insert(key.clone(), node);
     }
+    // Listeners of different Gateways sharing an address and port.
+    shared_address::detect(store, &mut g);
     // BackendTLSPolicies (before routes: backends resolve through them).
     let tls_table = backend_tls::build(store, &mut g);
     // HTTPRoutes.
