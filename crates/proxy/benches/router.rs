@@ -164,6 +164,7 @@ fn config(n: usize) -> ir::Config {
                 source: ir::Source::object("Gateway", "bench", "bench"),
                 hostname: None,
                 tls: None,
+                passthrough: vec![],
                 virtual_hosts: vhosts,
             }],
         }],
