@@ -13,6 +13,9 @@ use sluice_ir::{Applied, Config};
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// How often binds that failed are tried again.
+const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub(crate) fn start(
     config: watch::Receiver<Arc<Config>>,
     opts: ProxyOptions,
@@ -74,12 +77,36 @@ struct Watcher<A> {
 }
 
 impl<A: ServerApp + Send + Sync + 'static> Watcher<A> {
+    /// Applies every config; while some listener of the current one could not be
+    /// bound, tries again every [`BIND_RETRY`] (the port may be released later) and
+    /// reports the new state.
     async fn run(mut self, mut config: watch::Receiver<Arc<Config>>) {
+        let mut current = config.borrow_and_update().clone();
+        self.apply(current.clone()).await;
         loop {
-            let snapshot = config.borrow_and_update().clone();
-            self.apply(snapshot).await;
-            if config.changed().await.is_err() {
-                return;
+            let failing = !self.applied.borrow().listener_errors.is_empty();
+            tokio::select! {
+                changed = config.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    current = config.borrow_and_update().clone();
+                    self.apply(current.clone()).await;
+                }
+                _ = tokio::time::sleep(BIND_RETRY), if failing => {
+                    let listener_errors = self.listeners.reconcile(&current.listeners).await;
+                    if listener_errors != self.applied.borrow().listener_errors {
+                        tracing::info!(
+                            generation = current.generation,
+                            bind_errors = listener_errors.len(),
+                            "listener binds retried"
+                        );
+                        self.applied.send_replace(Applied {
+                            generation: current.generation,
+                            listener_errors,
+                        });
+                    }
+                }
             }
         }
     }
