@@ -53,10 +53,12 @@ pub fn detect(store: &Store, g: &mut Graph) {
         let Some(address) = gw.address else {
             continue;
         };
+        let mut lost_one = false;
         for l in gw.listeners.iter_mut().filter(|l| l.attachable) {
             let claimed = claims.entry((address, l.port)).or_default();
             let loser = claimed.iter().find(|other| {
-                other.gateway != key && (other.protocol != l.protocol || other.hostname == l.hostname)
+                other.gateway != key
+                    && (other.protocol != l.protocol || other.hostname == l.hostname)
             });
             match loser {
                 Some(other) => {
@@ -79,6 +81,7 @@ pub fn detect(store: &Store, g: &mut Graph) {
                     ));
                     l.attachable = false;
                     l.programmable = false;
+                    lost_one = true;
                     for existing in &mut l.conditions {
                         if existing.type_ == c::types::CONFLICTED {
                             *existing = cond.clone();
@@ -95,6 +98,16 @@ pub fn detect(store: &Store, g: &mut Graph) {
                     protocol: l.protocol.clone(),
                     hostname: l.hostname.clone(),
                 }),
+            }
+        }
+        // A Gateway left with nothing to serve is not Programmed.
+        if lost_one && !gw.listeners.iter().any(|l| l.programmable) {
+            for cond in &mut gw.conditions {
+                if cond.type_ == c::types::PROGRAMMED && cond.status {
+                    *cond = c::gateway_not_programmed(
+                        "No listener can be served: each conflicts with a listener of another Gateway on the same address.",
+                    );
+                }
             }
         }
     }
