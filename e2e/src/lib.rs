@@ -5,6 +5,10 @@
 //! ([`echo::EchoServer`]) and send real HTTP requests over real sockets
 //! ([`client::HttpClient`]).
 //!
+//! Cluster-mode tests (`tests/cluster_*.rs`) run the binary without `--manifests`, with
+//! `KUBECONFIG` pointing at the Kubernetes API simulator (`sluice-kubesim`), through
+//! [`harness::Sluice::start_cluster`]; `tests/manifests.rs` checks `manifests/`.
+//!
 //! Conventions that keep tests independent and parallel:
 //! - every test's Gateway binds its own loopback address (`127.77.<file>.<test>`), so
 //!   tests never compete for a port;

@@ -7,8 +7,9 @@
 use serde_json::Value;
 use sluice_e2e::harness::has_condition;
 use sluice_e2e::manifests::{
-    docs, mk_gateway, mk_gateway_class, mk_route, mk_service_with_endpoints, CONTROLLER_NAME,
-    GATEWAY_CLASS, SERVICE_PORT,
+    docs, mk_gateway, mk_gateway_class, mk_gateway_with_listeners, mk_route,
+    mk_service_with_endpoints, HttpRoute, ListenerSpec, Rule, CONTROLLER_NAME, GATEWAY_CLASS,
+    SERVICE_PORT,
 };
 use sluice_e2e::{test_addr, EchoServer, Sluice};
 use sluice_kubesim::{Sim, SimOptions};
@@ -94,6 +95,18 @@ async fn create_update_delete_and_statuses() {
             "user agent names the holder: {w:?}"
         );
     }
+
+    let metrics = sluice.metrics().await;
+    assert!(metrics.contains("sluice_leader 1"), "{metrics}");
+    assert!(
+        sluice_e2e::harness::metric_sum(
+            &metrics,
+            "sluice_status_writes_total",
+            &[("result", "written")]
+        )
+        .is_some_and(|n| n >= 3.0),
+        "{metrics}"
+    );
 
     // No churn: with nothing changing, no further status writes.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -205,4 +218,118 @@ async fn missing_crd_is_picked_up_later() {
             |r| r.status == 200,
         )
         .await;
+}
+
+/// A notice (here: a parentRef naming a listener that does not exist) becomes one
+/// Kubernetes Event on the route, published by the leader, not repeated while the
+/// problem stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_become_events() {
+    let sim = Sim::start(SimOptions::default()).expect("starting the simulator");
+    let addr = test_addr(60, 3);
+    let a = EchoServer::start(NS, "a", "a-0").await;
+    sim.put_yaml(&docs(&[
+        mk_gateway_class(GATEWAY_CLASS),
+        mk_gateway(NS, "gw", addr, 8080),
+        mk_service_with_endpoints(NS, "a", SERVICE_PORT, a.port()),
+        sluice_e2e::manifests::HttpRoute::new(NS, "bad")
+            .parent_section("gw", "nope")
+            .rule(sluice_e2e::manifests::Rule::new().backend("a", SERVICE_PORT, None))
+            .yaml(),
+    ]))
+    .expect("creating objects");
+    let mut sluice = Sluice::start_cluster(sim.kubeconfig_path(), "events", &[]);
+    sluice.wait_ready(T).await;
+    let about_bad =
+        |e: &Value| e["regarding"]["name"] == "bad" || e["involvedObject"]["name"] == "bad";
+    let found = sim
+        .wait_for_async(T, |s| {
+            s.objects("events.events.k8s.io").iter().any(about_bad)
+        })
+        .await;
+    assert!(
+        found,
+        "no Event about route bad; events: {:?}",
+        sim.objects("Event")
+    );
+    // Rebuilds (another object changes) do not publish it again.
+    sim.put_yaml(&mk_route(NS, "good", "gw", "a"))
+        .expect("creating a route");
+    let gw_addr = SocketAddr::new(addr, 8080);
+    sluice
+        .wait_reply(gw_addr, &gw_addr.to_string(), "/", T, |r| r.status == 200)
+        .await;
+    let creates = sim
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.contains("/events"))
+        .count();
+    assert_eq!(
+        creates,
+        1,
+        "one Event created: {:?}",
+        sim.objects("events.events.k8s.io")
+    );
+}
+
+/// `--watch-namespace` limits the namespaced kinds: a route in another namespace is
+/// neither served nor given a status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_namespace_limits_namespaced_kinds() {
+    let sim = Sim::start(SimOptions::default()).expect("starting the simulator");
+    let addr = test_addr(60, 4);
+    let gw_addr = SocketAddr::new(addr, 8080);
+    let a = EchoServer::start("team-a", "a", "a-0").await;
+    let b = EchoServer::start("team-b", "b", "b-0").await;
+    let shared_gw = mk_gateway_with_listeners(
+        "team-a",
+        "gw",
+        addr,
+        &[ListenerSpec::http("http", 8080).allow_from("All")],
+    );
+    sim.put_yaml(&docs(&[
+        mk_gateway_class(GATEWAY_CLASS),
+        shared_gw,
+        mk_service_with_endpoints("team-a", "a", SERVICE_PORT, a.port()),
+        mk_service_with_endpoints("team-b", "b", SERVICE_PORT, b.port()),
+        HttpRoute::new("team-a", "ra")
+            .parent("gw")
+            .rule(
+                Rule::new()
+                    .path_prefix("/a")
+                    .backend("a", SERVICE_PORT, None),
+            )
+            .yaml(),
+        HttpRoute::new("team-b", "rb")
+            .parent_ref("team-a", "gw", None)
+            .rule(
+                Rule::new()
+                    .path_prefix("/b")
+                    .backend("b", SERVICE_PORT, None),
+            )
+            .yaml(),
+    ]))
+    .expect("creating objects");
+    let mut sluice = Sluice::start_cluster(
+        sim.kubeconfig_path(),
+        "scoped",
+        &["--watch-namespace", "team-a"],
+    );
+    sluice.wait_ready(T).await;
+    let host = gw_addr.to_string();
+    sluice
+        .wait_reply(gw_addr, &host, "/a", T, |r| r.status == 200)
+        .await;
+    let r = sluice_e2e::client::get(gw_addr, &host, "/b")
+        .await
+        .expect("GET /b");
+    assert_eq!(
+        r.status, 404,
+        "route of an unwatched namespace is not served"
+    );
+    sim.wait_for_object_async("HTTPRoute", "team-a", "ra", T, route_accepted)
+        .await
+        .expect("route in the watched namespace gets a status");
+    let rb = sim.get("HTTPRoute", "team-b", "rb").expect("rb exists");
+    assert!(rb["status"]["parents"].is_null(), "no status outside: {rb}");
 }

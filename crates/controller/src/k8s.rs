@@ -4,6 +4,7 @@ pub use gateway_api::apis::experimental::gateways::Gateway;
 pub use gateway_api::apis::experimental::httproutes::HttpRoute;
 pub use gateway_api::apis::experimental::referencegrants::ReferenceGrant;
 pub use gateway_api::apis::standard::backendtlspolicies::BackendTlsPolicy;
+pub use gateway_api::apis::standard::tlsroutes::TlsRoute;
 pub use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 pub use k8s_openapi::api::discovery::v1::EndpointSlice;
 pub use k8s_openapi::api::networking::v1::{Ingress, IngressClass};

@@ -79,9 +79,7 @@ pub fn spawn(client: kube::Client, cfg: LeaseConfig) -> watch::Receiver<bool> {
                     // Keep leading only while the lease we hold is surely still ours:
                     // step down one renew period before it could expire.
                     leading
-                        && last_renew.is_some_and(|t| {
-                            t.elapsed() + cfg.renew_every < cfg.duration
-                        })
+                        && last_renew.is_some_and(|t| t.elapsed() + cfg.renew_every < cfg.duration)
                 }
             };
             if now_leading != leading {
@@ -115,7 +113,10 @@ async fn try_acquire_or_renew(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<boo
     };
     let now = Utc::now();
     let secs = i64::try_from(cfg.duration.as_secs()).unwrap_or(15);
-    let current = api.get_opt(&cfg.name).await.map_err(kube_err("reading the lease"))?;
+    let current = api
+        .get_opt(&cfg.name)
+        .await
+        .map_err(kube_err("reading the lease"))?;
     let Some(lease) = current else {
         let lease: Lease = serde_json::from_value(json!({
             "apiVersion": "coordination.k8s.io/v1",

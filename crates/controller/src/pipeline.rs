@@ -53,6 +53,9 @@ pub struct Pipeline {
     published_once: bool,
     /// Cluster mode: objects carry the API server's `generation`; keep it.
     server_metadata: bool,
+    /// Cluster mode: the address every Gateway without an IP in `spec.addresses` binds
+    /// (shared; listeners on the same port merge by hostname), instead of the pool.
+    shared_address: Option<IpAddr>,
 }
 
 /// RFC 3339 with second precision, as the API server writes times.
@@ -74,7 +77,15 @@ impl Pipeline {
             notices: Vec::new(),
             published_once: false,
             server_metadata: false,
+            shared_address: None,
         }
+    }
+
+    /// Cluster mode: Gateways without an IP address in `spec.addresses` all get
+    /// `address` (e.g. `0.0.0.0`) instead of a pool address of their own.
+    pub fn with_shared_address(mut self, address: Option<IpAddr>) -> Pipeline {
+        self.shared_address = address;
+        self
     }
 
     /// Cluster mode: trust the `metadata.generation` objects carry (the API server's)
@@ -130,7 +141,9 @@ impl Pipeline {
                 .and_then(Value::as_str)
                 .map(str::to_string);
             let server_generation = if self.server_metadata {
-                value.pointer("/metadata/generation").and_then(Value::as_i64)
+                value
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
             } else {
                 None
             };
@@ -198,7 +211,13 @@ impl Pipeline {
                 used.insert(ip);
             }
         }
-        // 2. Keep earlier pool assignments.
+        // 2. Cluster mode: one shared bind address.
+        if let Some(shared) = self.shared_address {
+            for key in store.gateways.keys() {
+                assigned.entry(key.clone()).or_insert(shared);
+            }
+        }
+        // 3. Keep earlier pool assignments.
         for key in store.gateways.keys() {
             if assigned.contains_key(key) {
                 continue;
@@ -209,7 +228,7 @@ impl Pipeline {
                 }
             }
         }
-        // 3. New Gateways get the next free pool address, in key order.
+        // 4. New Gateways get the next free pool address, in key order.
         let mut pool = self.settings.gateway_address_pool.hosts().take(1 << 16);
         for key in store.gateways.keys() {
             if assigned.contains_key(key) {

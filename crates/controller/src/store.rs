@@ -56,6 +56,8 @@ pub enum Kind {
     Gateway,
     /// gateway.networking.k8s.io HTTPRoute.
     HttpRoute,
+    /// gateway.networking.k8s.io TLSRoute (v1).
+    TlsRoute,
     /// gateway.networking.k8s.io ReferenceGrant.
     ReferenceGrant,
     /// gateway.networking.k8s.io BackendTLSPolicy.
@@ -83,6 +85,7 @@ impl Kind {
             (GATEWAY_GROUP, "GatewayClass") => Kind::GatewayClass,
             (GATEWAY_GROUP, "Gateway") => Kind::Gateway,
             (GATEWAY_GROUP, "HTTPRoute") => Kind::HttpRoute,
+            (GATEWAY_GROUP, "TLSRoute") => Kind::TlsRoute,
             (GATEWAY_GROUP, "ReferenceGrant") => Kind::ReferenceGrant,
             (GATEWAY_GROUP, "BackendTLSPolicy") => Kind::BackendTlsPolicy,
             ("networking.k8s.io", "Ingress") => Kind::Ingress,
@@ -103,6 +106,7 @@ impl Kind {
             Kind::GatewayClass => "GatewayClass",
             Kind::Gateway => "Gateway",
             Kind::HttpRoute => "HTTPRoute",
+            Kind::TlsRoute => "TLSRoute",
             Kind::ReferenceGrant => "ReferenceGrant",
             Kind::BackendTlsPolicy => "BackendTLSPolicy",
             Kind::Ingress => "Ingress",
@@ -125,6 +129,7 @@ impl Kind {
             Kind::GatewayClass
             | Kind::Gateway
             | Kind::HttpRoute
+            | Kind::TlsRoute
             | Kind::ReferenceGrant
             | Kind::BackendTlsPolicy => Some("gateway.networking.k8s.io/v1"),
             _ => None,
@@ -144,6 +149,7 @@ pub enum Object {
     GatewayClass(GatewayClass),
     Gateway(Gateway),
     HttpRoute(HttpRoute),
+    TlsRoute(TlsRoute),
     ReferenceGrant(ReferenceGrant),
     BackendTlsPolicy(BackendTlsPolicy),
     Ingress(Ingress),
@@ -169,6 +175,7 @@ impl Object {
             Kind::GatewayClass => Object::GatewayClass(de(value)?),
             Kind::Gateway => Object::Gateway(de(value)?),
             Kind::HttpRoute => Object::HttpRoute(de(value)?),
+            Kind::TlsRoute => Object::TlsRoute(de(value)?),
             Kind::ReferenceGrant => Object::ReferenceGrant(de(value)?),
             Kind::BackendTlsPolicy => Object::BackendTlsPolicy(de(value)?),
             Kind::Ingress => Object::Ingress(de(value)?),
@@ -197,6 +204,8 @@ pub struct Store {
     pub gateways: BTreeMap<ObjectKey, Arc<Gateway>>,
     /// HTTPRoutes.
     pub http_routes: BTreeMap<ObjectKey, Arc<HttpRoute>>,
+    /// TLSRoutes.
+    pub tls_routes: BTreeMap<ObjectKey, Arc<TlsRoute>>,
     /// ReferenceGrants.
     pub reference_grants: BTreeMap<ObjectKey, Arc<ReferenceGrant>>,
     /// BackendTLSPolicies.
@@ -249,6 +258,9 @@ impl Store {
             }
             Object::HttpRoute(o) => {
                 self.http_routes.insert(key_of(&o.metadata), Arc::new(o));
+            }
+            Object::TlsRoute(o) => {
+                self.tls_routes.insert(key_of(&o.metadata), Arc::new(o));
             }
             Object::ReferenceGrant(o) => {
                 self.reference_grants

@@ -88,6 +88,16 @@ pub enum Protocol {
     Http,
     /// TLS-terminated HTTP/1.1 and HTTP/2 (ALPN).
     Https,
+    /// TLS passthrough, routed by SNI without terminating TLS (Gateway API
+    /// `protocol: TLS` with `tls.mode: Passthrough` and TLSRoutes; ingress-nginx
+    /// `ssl-passthrough`). The proxy reads the ClientHello, selects a server by its
+    /// SNI (exact name, then the longest wildcard, then a server without hostname; no
+    /// fall-through), then the most specific [`Server::passthrough`] route of that
+    /// server, and splices the connection, ClientHello included, to one of the
+    /// route's backends. Virtual hosts and HTTP routes do not apply. A connection
+    /// without SNI, or whose SNI selects nothing, is closed.
+    #[serde(rename = "TLS_PASSTHROUGH")]
+    TlsPassthrough,
 }
 
 /// A hostname pattern: an exact name, or a wildcard `*.suffix` matching one or more
@@ -153,8 +163,37 @@ pub struct Server {
     pub tls: Option<ServerTls>,
     /// Virtual hosts in order of specificity (exact names first, then wildcards from
     /// the longest suffix, then the one without hostname). A request tries each one
-    /// whose hostname matches, in this order, until a route matches.
+    /// whose hostname matches, in this order, until a route matches. Empty on
+    /// [`Protocol::TlsPassthrough`] listeners.
     pub virtual_hosts: Vec<VirtualHost>,
+    /// SNI-routed passthrough routes, on [`Protocol::TlsPassthrough`] listeners only
+    /// (default: none). Ordered by hostname specificity (exact names, then wildcards
+    /// from the longest suffix, then the one without hostname); among routes with
+    /// the same hostname the translator puts the oldest first (then namespace/name),
+    /// and the first whose hostname matches the SNI serves the connection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passthrough: Vec<PassthroughRoute>,
+}
+
+/// A TLS passthrough route: connections whose SNI matches `hostname` are spliced,
+/// still encrypted, to one of `backends`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PassthroughRoute {
+    /// Stable name, a path: `tlsroute/<ns>/<name>/rule/<i>`. Used in logs.
+    pub name: String,
+    /// The object (and rule) this route comes from.
+    pub source: Source,
+    /// SNI pattern; `None` matches any SNI (a route without hostnames on a listener
+    /// without hostname).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<HostMatch>,
+    /// Candidate backends, picked per connection with probability
+    /// `weight / sum(weights)`. Only [`BackendKind::Endpoints`] backends carry traffic
+    /// (their `protocol` and `tls` are ignored: bytes are passed through); a picked
+    /// [`BackendKind::Invalid`] backend, a backend without endpoints, no backend or
+    /// all weights 0 close the connection. Backend filters do not apply.
+    pub backends: Vec<Backend>,
 }
 
 /// TLS settings of a server.

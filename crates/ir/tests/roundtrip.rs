@@ -37,6 +37,7 @@ fn sample() -> Config {
                     certificates: vec!["ns/cert".into()],
                     client_validation: None,
                 }),
+                passthrough: vec![],
                 virtual_hosts: vec![VirtualHost {
                     hostname: None,
                     routes: vec![Route {

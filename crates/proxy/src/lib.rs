@@ -26,6 +26,7 @@ pub mod filters;
 mod listeners;
 pub mod metrics;
 mod mirror;
+pub mod passthrough;
 pub mod router;
 mod service;
 mod tls;

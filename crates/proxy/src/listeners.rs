@@ -15,6 +15,7 @@
 //! A listener is rebound only when its protocol changes; certificate changes are a swap
 //! of the certificate tables (see [`crate::tls`]).
 
+use crate::passthrough::{self, PassthroughState};
 use crate::tls::{TlsAcceptor, TlsState};
 use pingora_core::apps::ServerApp;
 use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
@@ -38,6 +39,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) struct ListenerSet<A> {
     app: Arc<A>,
     tls: Arc<TlsState>,
+    /// Routing tables of the TLS passthrough listeners (see [`crate::passthrough`]).
+    passthrough: Arc<PassthroughState>,
     bound: HashMap<SocketAddr, Bound>,
     freebind: bool,
 }
@@ -57,6 +60,7 @@ impl<A: ServerApp + Send + Sync + 'static> ListenerSet<A> {
         ListenerSet {
             app,
             tls,
+            passthrough: Arc::default(),
             bound: HashMap::new(),
             freebind,
         }
@@ -69,6 +73,7 @@ impl<A: ServerApp + Send + Sync + 'static> ListenerSet<A> {
         &mut self,
         listeners: &[ir::Listener],
     ) -> BTreeMap<String, String> {
+        self.passthrough.update(listeners);
         let desired: HashMap<SocketAddr, &ir::Listener> = listeners
             .iter()
             .map(|l| (SocketAddr::new(l.address, l.port), l))
@@ -104,7 +109,7 @@ impl<A: ServerApp + Send + Sync + 'static> ListenerSet<A> {
                 continue;
             }
             let tls = match l.protocol {
-                ir::Protocol::Http => None,
+                ir::Protocol::Http | ir::Protocol::TlsPassthrough => None,
                 ir::Protocol::Https => match self.tls.acceptor(addr) {
                     Ok(a) => Some(Arc::new(a)),
                     Err(e) => {
@@ -119,7 +124,12 @@ impl<A: ServerApp + Send + Sync + 'static> ListenerSet<A> {
                     let local = listener.local_addr().unwrap_or(addr);
                     tracing::info!(listener = %l.name, %local, protocol = ?l.protocol, "listening");
                     let (tx, rx) = watch::channel(false);
-                    let task = tokio::spawn(accept_loop(listener, self.app.clone(), tls, rx));
+                    let task = if l.protocol == ir::Protocol::TlsPassthrough {
+                        let state = self.passthrough.clone();
+                        tokio::spawn(passthrough::accept_loop(listener, state, addr))
+                    } else {
+                        tokio::spawn(accept_loop(listener, self.app.clone(), tls, rx))
+                    };
                     self.bound.insert(
                         addr,
                         Bound {

@@ -307,6 +307,7 @@ fn https_config(generation: u64, port: u16, echo: SocketAddr, foo_serial: u32) -
             certificates: vec![cert.into()],
             client_validation: None,
         }),
+        passthrough: vec![],
         virtual_hosts: vec![ir::VirtualHost {
             hostname: None,
             routes: vec![route(name, "/", forward(vec![backend(name, 1, &[echo])]))],

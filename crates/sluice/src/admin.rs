@@ -21,6 +21,14 @@ pub struct AdminState {
     pub metrics: Arc<sluice_proxy::Metrics>,
     /// Generation of the first configuration: ready once the proxy serves it.
     pub first_generation: u64,
+    /// Cluster mode: status writer counters and leadership.
+    pub cluster: Option<ClusterState>,
+}
+
+/// What cluster mode adds to `/metrics`.
+pub struct ClusterState {
+    pub status_writes: Arc<sluice_controller::status::sink::SinkMetrics>,
+    pub leader: watch::Receiver<bool>,
 }
 
 impl AdminState {
@@ -137,6 +145,27 @@ fn render_metrics(state: &AdminState, out: &mut String) {
         "sluice_listener_errors {}",
         applied.listener_errors.len()
     );
+    if let Some(c) = &state.cluster {
+        let _ = writeln!(
+            out,
+            "# HELP sluice_leader 1 while this replica holds the leader Lease (and writes status)."
+        );
+        let _ = writeln!(out, "# TYPE sluice_leader gauge");
+        let _ = writeln!(out, "sluice_leader {}", u8::from(*c.leader.borrow()));
+        let _ = writeln!(out, "# HELP sluice_status_writes_total Status objects handled by the API server writer, by result.");
+        let _ = writeln!(out, "# TYPE sluice_status_writes_total counter");
+        for (result, v) in [
+            ("written", &c.status_writes.writes),
+            ("unchanged", &c.status_writes.skipped),
+            ("error", &c.status_writes.errors),
+        ] {
+            let _ = writeln!(
+                out,
+                "sluice_status_writes_total{{result=\"{result}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
     state.metrics.render_prometheus(out);
 }
 

@@ -56,6 +56,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAMESPACE")]
     pub leader_election_namespace: Option<String>,
 
+    /// Cluster mode: the address every Gateway without an IP in `spec.addresses`
+    /// binds (shared by all of them; listeners on one port are merged by hostname),
+    /// e.g. `0.0.0.0` in a pod. Without it, each Gateway gets an address of
+    /// `--gateway-address-pool` as in folder mode.
+    #[arg(long, value_name = "IP")]
+    pub gateway_bind_address: Option<std::net::IpAddr>,
+
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,

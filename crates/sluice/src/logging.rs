@@ -9,7 +9,9 @@ pub fn init(format: LogFormat, default_filter: &str) -> anyhow::Result<()> {
         Ok(f) if !f.is_empty() => {
             EnvFilter::try_new(&f).with_context(|| format!("SLUICE_LOG={f}"))?
         }
-        _ => EnvFilter::try_new(default_filter)
+        // kube-client logs an ERROR for every failed connection attempt; Sluice's
+        // watchers already report outages (rate limited), so that one is muted.
+        _ => EnvFilter::try_new(format!("{default_filter},kube_client::client::builder=off"))
             .with_context(|| format!("--log-level {default_filter}"))?,
     };
     let builder = tracing_subscriber::fmt()

@@ -49,6 +49,7 @@ struct Source {
     reloads: Arc<std::sync::atomic::AtomicU64>,
     first_generation: u64,
     description: String,
+    cluster: Option<admin::ClusterState>,
 }
 
 async fn run(args: cli::RunArgs) -> anyhow::Result<()> {
@@ -72,6 +73,7 @@ async fn run(args: cli::RunArgs) -> anyhow::Result<()> {
                 reloads: folder.reloads,
                 first_generation,
                 description: format!("manifests {}", dir.display()),
+                cluster: None,
             }
         }
         None => cluster(&args, settings, applied_rx).await?,
@@ -106,6 +108,7 @@ async fn run(args: cli::RunArgs) -> anyhow::Result<()> {
         reloads: source.reloads.clone(),
         metrics: proxy.metrics.clone(),
         first_generation: source.first_generation,
+        cluster: source.cluster,
     });
     let admin_addr = args.admin_addr;
     let admin = admin::serve(admin_addr, state)
@@ -129,7 +132,7 @@ async fn cluster(
     settings: sluice_controller::Settings,
     applied_rx: tokio::sync::watch::Receiver<sluice_ir::Applied>,
 ) -> anyhow::Result<Source> {
-    use sluice_controller::status::sink::{ApiServerSink, ApiServerSinkConfig};
+    use sluice_controller::status::sink::{ApiServerSink, ApiServerSinkConfig, EventSink};
     let identity = sluice_controller::leader::default_identity();
     let user_agent = format!("sluice/{} ({identity})", env!("CARGO_PKG_VERSION"));
     let client = sluice_controller::source::kube::client(&user_agent)
@@ -141,6 +144,7 @@ async fn cluster(
         settings,
         sluice_controller::source::kube::KubeOptions {
             watch_namespaces: args.watch_namespaces.clone(),
+            gateway_bind_address: args.gateway_bind_address,
         },
         applied_rx,
     )
@@ -155,8 +159,26 @@ async fn cluster(
         client.clone(),
         sluice_controller::leader::LeaseConfig::new(&lease_ns, &identity),
     );
-    let sink = ApiServerSink::spawn(client, ApiServerSinkConfig::new(&controller_name), leader);
+    let sink = ApiServerSink::spawn(
+        client.clone(),
+        ApiServerSinkConfig::new(&controller_name),
+        leader.clone(),
+    );
     sink.follow(kube.status.clone());
+    let cluster_state = admin::ClusterState {
+        status_writes: sink.metrics.clone(),
+        leader: leader.clone(),
+    };
+    let events = EventSink::spawn(client, "sluice", &identity, leader);
+    let mut notices = kube.notices.clone();
+    tokio::spawn(async move {
+        loop {
+            events.publish(notices.borrow_and_update().clone());
+            if notices.changed().await.is_err() {
+                return;
+            }
+        }
+    });
     Ok(Source {
         config: kube.config,
         status: kube.status,
@@ -164,6 +186,7 @@ async fn cluster(
         // Nothing is published before the first full sync, whose config is generation 1.
         first_generation: 1,
         description: format!("cluster (identity {identity}, lease {lease_ns}/sluice-leader)"),
+        cluster: Some(cluster_state),
     })
 }
 

@@ -166,6 +166,9 @@ pub fn kind_info(kind: Kind) -> Option<&'static KindInfo> {
 pub struct KubeOptions {
     /// Namespaces the namespaced kinds are watched in (empty: all).
     pub watch_namespaces: Vec<String>,
+    /// The address Gateways without an IP in `spec.addresses` bind (shared); `None`:
+    /// each gets one of the address pool, as in folder mode.
+    pub gateway_bind_address: Option<std::net::IpAddr>,
 }
 
 /// What [`run_kube`] gives the binary.
@@ -179,6 +182,8 @@ pub struct KubeHandle {
     pub reloads: Arc<AtomicU64>,
     /// True once every watcher had its first full list.
     pub synced: watch::Receiver<bool>,
+    /// Notices of the last rebuild (for Events).
+    pub notices: watch::Receiver<Arc<Vec<crate::Notice>>>,
 }
 
 /// One watch stream: a kind, in one namespace or all.
@@ -225,8 +230,10 @@ pub async fn run_kube(
     {
         let mut s = shared.lock();
         for (info, ns) in &streams {
-            s.streams
-                .insert((info.kind, ns.clone().unwrap_or_default()), Default::default());
+            s.streams.insert(
+                (info.kind, ns.clone().unwrap_or_default()),
+                Default::default(),
+            );
         }
     }
     for (info, ns) in streams {
@@ -239,11 +246,14 @@ pub async fn run_kube(
         ));
     }
 
-    let mut pipeline = Pipeline::new(settings).with_server_metadata();
+    let mut pipeline = Pipeline::new(settings)
+        .with_server_metadata()
+        .with_shared_address(opts.gateway_bind_address);
     pipeline.set_applied(applied.borrow().clone(), chrono::Utc::now());
     let (config_tx, config_rx) = watch::channel(pipeline.config());
     let (status_tx, status_rx) = watch::channel(pipeline.status());
     let (synced_tx, synced_rx) = watch::channel(false);
+    let (notices_tx, notices_rx) = watch::channel(Arc::new(Vec::new()));
     let reloads = Arc::new(AtomicU64::new(0));
     let task_reloads = reloads.clone();
     let mut applied = applied;
@@ -278,7 +288,14 @@ pub async fn run_kube(
                         .streams
                         .iter()
                         .filter(|(_, st)| !st.synced)
-                        .map(|((k, ns), _)| format!("{}{}{}", k.name(), if ns.is_empty() { "" } else { " in " }, ns))
+                        .map(|((k, ns), _)| {
+                            format!(
+                                "{}{}{}",
+                                k.name(),
+                                if ns.is_empty() { "" } else { " in " },
+                                ns
+                            )
+                        })
                         .collect();
                     tracing::debug!(?waiting, "waiting for the first sync of every watcher");
                     continue;
@@ -302,6 +319,9 @@ pub async fn run_kube(
             if update.status_changed {
                 status_tx.send_replace(pipeline.status());
             }
+            if **notices_tx.borrow() != pipeline.notices() {
+                notices_tx.send_replace(Arc::new(pipeline.notices().to_vec()));
+            }
             if first {
                 tracing::info!(objects = objects.len(), "every watcher synced");
                 synced_tx.send_replace(true);
@@ -313,6 +333,7 @@ pub async fn run_kube(
         status: status_rx,
         reloads,
         synced: synced_rx,
+        notices: notices_rx,
     })
 }
 
@@ -427,7 +448,7 @@ async fn watch_stream(
                     }
                     errors_in_a_row += 1;
                     // Log the first error of a run, then every 10th (backoff does the rest).
-                    if errors_in_a_row == 1 || errors_in_a_row % 10 == 0 {
+                    if errors_in_a_row == 1 || errors_in_a_row.is_multiple_of(10) {
                         tracing::warn!(
                             kind = info.kind.name(),
                             error = %e,
@@ -482,12 +503,10 @@ async fn watch_stream(
 
 /// Builds a client from the in-cluster config or `KUBECONFIG`, with `user_agent`.
 pub async fn client(user_agent: &str) -> Result<kube::Client> {
-    let mut config = kube::Config::infer()
-        .await
-        .map_err(|e| Error::Kube {
-            context: "reading the Kubernetes client configuration",
-            source: Box::new(e),
-        })?;
+    let mut config = kube::Config::infer().await.map_err(|e| Error::Kube {
+        context: "reading the Kubernetes client configuration",
+        source: Box::new(e),
+    })?;
     if let Ok(v) = http::HeaderValue::from_str(user_agent) {
         config.headers.push((http::header::USER_AGENT, v));
     }

@@ -104,6 +104,20 @@ pub fn compute(g: &Graph, settings: &Settings) -> StatusReport {
             status: Status::Route(RouteStatus { parents }),
         });
     }
+    for r in &g.tls_routes {
+        objects.push(ObjectStatus {
+            api_version: api_version(),
+            kind: "TLSRoute".into(),
+            metadata: StatusMetadata {
+                namespace: Some(r.key.namespace.clone()),
+                name: r.key.name.clone(),
+                generation: r.generation,
+            },
+            status: Status::Route(RouteStatus {
+                parents: route_parents(&r.parents, &r.resolved_refs, r.generation, settings),
+            }),
+        });
+    }
     for p in &g.policies {
         if p.ancestors.is_empty() {
             continue;
@@ -148,4 +162,33 @@ pub fn compute(g: &Graph, settings: &Settings) -> StatusReport {
         ))
     });
     StatusReport { objects }
+}
+
+/// `status.parents` of a route: one entry per distinct parentRef of ours, with
+/// Accepted (from the attachment) and ResolvedRefs.
+fn route_parents(
+    route_parents: &[crate::translate::graph::ParentNode],
+    resolved_refs: &conditions::Cond,
+    generation: i64,
+    settings: &Settings,
+) -> Vec<RouteParentStatus> {
+    let mut parents: Vec<RouteParentStatus> = Vec::new();
+    for p in route_parents {
+        if parents.iter().any(|x| x.parent_ref == p.parent_ref) {
+            continue;
+        }
+        let accepted = match &p.attachment {
+            Ok(_) => conditions::route_accepted(),
+            Err(c) => c.clone(),
+        };
+        parents.push(RouteParentStatus {
+            parent_ref: p.parent_ref.clone(),
+            controller_name: settings.controller_name.clone(),
+            conditions: vec![
+                to_condition(&accepted, generation),
+                to_condition(resolved_refs, generation),
+            ],
+        });
+    }
+    parents
 }

@@ -233,6 +233,12 @@ pub fn listener_unsupported_protocol(protocol: &str) -> Cond {
     )
 }
 
+/// Listener not Accepted: a field has a value that is not supported (e.g. a TLS
+/// listener with `tls.mode: Terminate`).
+pub fn listener_unsupported_value(msg: impl Into<String>) -> Cond {
+    cond(T_ACCEPTED, false, UNSUPPORTED_VALUE, msg)
+}
+
 /// Listener not Accepted: its port could not be bound.
 pub fn listener_port_unavailable(msg: &str) -> Cond {
     cond(

@@ -205,8 +205,7 @@ async fn writer(
             }
             bucket.take().await;
             let start = std::time::Instant::now();
-            match tokio::time::timeout(cfg.timeout, write_one(&client, &cfg, obj, desired)).await
-            {
+            match tokio::time::timeout(cfg.timeout, write_one(&client, &cfg, obj, desired)).await {
                 Ok(Ok(wrote)) => {
                     if wrote {
                         metrics.writes.fetch_add(1, Ordering::Relaxed);
@@ -289,9 +288,7 @@ fn merge_foreign_entries(desired: &mut Value, current: &Value, controller: &str)
             .map(|entries| {
                 entries
                     .iter()
-                    .filter(|e| {
-                        e.get("controllerName").and_then(Value::as_str) != Some(controller)
-                    })
+                    .filter(|e| e.get("controllerName").and_then(Value::as_str) != Some(controller))
                     .cloned()
                     .collect()
             })
@@ -398,6 +395,111 @@ mod tests {
         ]});
         carry_times(&mut changed, &current);
         assert_ne!(strip_times(&changed), strip_times(&current));
-        assert_eq!(changed["conditions"][0]["lastTransitionTime"], "2026-01-01T00:00:00Z");
+        assert_eq!(
+            changed["conditions"][0]["lastTransitionTime"],
+            "2026-01-01T00:00:00Z"
+        );
+    }
+}
+
+// === impl EventSink ===
+
+/// Publishes [`Notice`](crate::Notice)s as Kubernetes Events (events.k8s.io/v1, through
+/// kube's `Recorder`), while this replica leads. Deduplicated: a notice is published
+/// when it appears, not again while it stays (the Recorder also folds repeats into a
+/// series).
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    tx: watch::Sender<Arc<Vec<crate::Notice>>>,
+}
+
+impl EventSink {
+    /// Starts the publisher task; `reporter` names the controller and the instance.
+    pub fn spawn(
+        client: kube::Client,
+        controller: &str,
+        instance: &str,
+        mut leader: watch::Receiver<bool>,
+    ) -> EventSink {
+        use kube::runtime::events::{Recorder, Reporter};
+        let (tx, mut rx) = watch::channel(Arc::new(Vec::<crate::Notice>::new()));
+        let recorder = Recorder::new(
+            client,
+            Reporter {
+                controller: controller.to_string(),
+                instance: Some(instance.to_string()),
+            },
+        );
+        tokio::spawn(async move {
+            let mut published: std::collections::BTreeSet<crate::Notice> = Default::default();
+            loop {
+                let notices = rx.borrow_and_update().clone();
+                if *leader.borrow_and_update() {
+                    let current: std::collections::BTreeSet<crate::Notice> =
+                        notices.iter().cloned().collect();
+                    for n in current.difference(&published) {
+                        publish_notice(&recorder, n).await;
+                    }
+                    published = current;
+                } else {
+                    // A new leader publishes what is current when it takes over.
+                    published.clear();
+                }
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return },
+                    r = leader.changed() => if r.is_err() { return },
+                }
+            }
+        });
+        EventSink { tx }
+    }
+
+    /// Hands over the current notices.
+    pub fn publish(&self, notices: Arc<Vec<crate::Notice>>) {
+        self.tx.send_replace(notices);
+    }
+}
+
+async fn publish_notice(recorder: &kube::runtime::events::Recorder, n: &crate::Notice) {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use kube::runtime::events::{Event, EventType};
+    let Some(info) = crate::source::kube::KINDS
+        .iter()
+        .find(|k| k.kind.name() == n.object.kind)
+    else {
+        return; // not an API object (e.g. a manifest file)
+    };
+    let reference = ObjectReference {
+        api_version: Some(info.api_version()),
+        kind: Some(info.kind.name().to_string()),
+        name: Some(n.object.name.clone()),
+        namespace: (!n.object.namespace.is_empty()).then(|| n.object.namespace.clone()),
+        ..Default::default()
+    };
+    let mut note = match &n.field {
+        Some(f) => format!("{f}: {}", n.message),
+        None => n.message.clone(),
+    };
+    if note.len() > 1000 {
+        let mut cut = 1000;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+    }
+    let event = Event {
+        type_: EventType::Warning,
+        reason: match n.level {
+            crate::Level::Error => "InvalidConfiguration".to_string(),
+            crate::Level::Warning => "ConfigurationWarning".to_string(),
+        },
+        note: Some(note),
+        action: "Translate".to_string(),
+        secondary: None,
+    };
+    match tokio::time::timeout(Duration::from_secs(5), recorder.publish(&event, &reference)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, object = %n.object.name, "event not published"),
+        Err(_) => tracing::warn!(object = %n.object.name, "event publish timed out"),
     }
 }

@@ -120,6 +120,19 @@ pub fn resolve(
     source: &ir::Source,
     br: &HttpRouteRulesBackendRefs,
 ) -> Resolved {
+    resolve_from(store, tls_table, "HTTPRoute", route, source, br)
+}
+
+/// [`resolve`] for a backendRef of a route of kind `route_kind` (the `from` kind a
+/// ReferenceGrant must name).
+pub fn resolve_from(
+    store: &Store,
+    tls_table: &BackendTlsTable,
+    route_kind: &str,
+    route: &ObjectKey,
+    source: &ir::Source,
+    br: &HttpRouteRulesBackendRefs,
+) -> Resolved {
     let HttpRouteRulesBackendRefs {
         filters: _,
         group,
@@ -167,15 +180,7 @@ pub fn resolve(
         ));
     }
     if ns != route.namespace
-        && !reference_permitted(
-            store,
-            "HTTPRoute",
-            &route.namespace,
-            "",
-            "Service",
-            ns,
-            name,
-        )
+        && !reference_permitted(store, route_kind, &route.namespace, "", "Service", ns, name)
     {
         return invalid(c::route_unresolved_refs(
             reasons::REF_NOT_PERMITTED,

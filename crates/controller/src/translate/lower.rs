@@ -642,6 +642,7 @@ pub fn lower(g: &Graph) -> (ir::Config, Vec<Notice>) {
             let protocol = match l.protocol {
                 ListenerProtocol::Http => ir::Protocol::Http,
                 ListenerProtocol::Https => ir::Protocol::Https,
+                ListenerProtocol::TlsPassthrough => ir::Protocol::TlsPassthrough,
                 ListenerProtocol::Unsupported(_) => continue,
             };
             let mut virtual_hosts: Vec<ir::VirtualHost> = tables
@@ -681,6 +682,7 @@ pub fn lower(g: &Graph) -> (ir::Config, Vec<Notice>) {
                 },
                 hostname: l.hostname.clone(),
                 tls,
+                passthrough: crate::translate::graph::passthrough_routes(g, key, li),
                 virtual_hosts,
             };
             let listener = listeners

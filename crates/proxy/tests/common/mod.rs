@@ -292,6 +292,7 @@ pub fn listener(port: u16, routes: Vec<ir::Route>) -> ir::Listener {
             source: ir::Source::object("Gateway", "default", "gw"),
             hostname: None,
             tls: None,
+            passthrough: vec![],
             virtual_hosts: vec![ir::VirtualHost {
                 hostname: None,
                 routes,

@@ -139,7 +139,13 @@ fn listener_node(
     let protocol = match spec_protocol.as_str() {
         "HTTP" => ListenerProtocol::Http,
         "HTTPS" => ListenerProtocol::Https,
+        "TLS" => tls_listener_protocol(tls.as_ref()),
         other => ListenerProtocol::Unsupported(other.to_string()),
+    };
+    // The route kind the listener serves.
+    let route_kind = match protocol {
+        ListenerProtocol::TlsPassthrough => "TLSRoute",
+        _ => "HTTPRoute",
     };
     let mut conditions = Vec::new();
     let mut attachable = true;
@@ -156,16 +162,22 @@ fn listener_node(
     let mut bad_kinds = Vec::new();
     if let ListenerProtocol::Unsupported(p) = &protocol {
         attachable = false;
-        conditions.push(c::listener_unsupported_protocol(p));
+        conditions.push(if p == "TLS" {
+            c::listener_unsupported_value(
+                "TLS listeners support tls.mode Passthrough only; Terminate is not supported.",
+            )
+        } else {
+            c::listener_unsupported_protocol(p)
+        });
     } else {
         match allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) {
             Some(kinds) if !kinds.is_empty() => {
                 for k in kinds {
                     let group = k.group.as_deref().unwrap_or(GATEWAY_GROUP);
-                    if group == GATEWAY_GROUP && k.kind == "HTTPRoute" {
+                    if group == GATEWAY_GROUP && k.kind == route_kind {
                         let rgk = RouteGroupKind {
                             group: GATEWAY_GROUP.into(),
-                            kind: "HTTPRoute".into(),
+                            kind: route_kind.into(),
                         };
                         if !supported_kinds.contains(&rgk) {
                             supported_kinds.push(rgk);
@@ -177,7 +189,7 @@ fn listener_node(
             }
             _ => supported_kinds.push(RouteGroupKind {
                 group: GATEWAY_GROUP.into(),
-                kind: "HTTPRoute".into(),
+                kind: route_kind.into(),
             }),
         }
         conditions.push(if port == 0 {
@@ -189,7 +201,7 @@ fn listener_node(
     if !bad_kinds.is_empty() {
         resolved = false;
         conditions.push(c::listener_invalid_route_kinds(format!(
-            "Route kinds {} are not supported; supported kinds are HTTPRoute.",
+            "Route kinds {} are not supported; supported kinds are {route_kind}.",
             bad_kinds.join(", ")
         )));
     }
@@ -300,6 +312,18 @@ fn listener_node(
         client_validation: None,
         conditions,
         attached_routes: 0,
+    }
+}
+
+/// Protocol of a `TLS` listener: `tls.mode` Passthrough is served; Terminate (the
+/// default) is not supported yet (kept as `Unsupported("TLS")`).
+fn tls_listener_protocol(
+    tls: Option<&gateway_api::apis::experimental::gateways::GatewayListenersTls>,
+) -> ListenerProtocol {
+    use gateway_api::apis::experimental::gateways::GatewayListenersTlsMode as Mode;
+    match tls.and_then(|t| t.mode.as_ref()) {
+        Some(Mode::Passthrough) => ListenerProtocol::TlsPassthrough,
+        _ => ListenerProtocol::Unsupported("TLS".to_string()),
     }
 }
 

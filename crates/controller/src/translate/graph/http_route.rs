@@ -53,6 +53,7 @@ pub(super) fn route_node(
         };
         let attachment = attach(
             store,
+            "HTTPRoute",
             key,
             &route.spec.hostnames,
             gw,
@@ -115,8 +116,9 @@ pub(super) fn route_node(
 
 /// Where a parentRef attaches on a Gateway: listeners matching sectionName and port,
 /// allowing the route's namespace and kind, with intersecting hostnames.
-fn attach(
+pub(super) fn attach(
     store: &Store,
+    route_kind: &str,
     route: &ObjectKey,
     route_hostnames: &Option<Vec<String>>,
     gw: &GatewayNode,
@@ -145,12 +147,12 @@ fn attach(
     let allowed: Vec<(usize, &ListenerNode)> = candidates
         .into_iter()
         .filter(|(_, l)| l.attachable)
-        .filter(|(_, l)| l.supported_kinds.iter().any(|k| k.kind == "HTTPRoute"))
+        .filter(|(_, l)| l.supported_kinds.iter().any(|k| k.kind == route_kind))
         .filter(|(_, l)| namespace_allowed(store, &l.allowed, &gw.key.namespace, &route.namespace))
         .collect();
     if allowed.is_empty() {
         return Err(c::route_not_allowed_by_listeners(format!(
-            "No listener of Gateway {} allows HTTPRoutes from namespace {:?}.",
+            "No listener of Gateway {} allows {route_kind}s from namespace {:?}.",
             gw.key, route.namespace
         )));
     }

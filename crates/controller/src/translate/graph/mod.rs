@@ -15,11 +15,13 @@ use std::sync::Arc;
 
 mod backend_tls;
 mod gateway;
-mod shared_address;
 mod http_route;
+mod shared_address;
+mod tls_route;
 
 pub use backend_tls::PolicyNode;
 pub use http_route::selector_matches;
+pub use tls_route::{passthrough_routes, TlsRouteNode, TlsRuleNode};
 
 /// Everything translation decided.
 #[derive(Debug, Default)]
@@ -30,6 +32,8 @@ pub struct Graph {
     pub gateways: BTreeMap<ObjectKey, GatewayNode>,
     /// HTTPRoutes with at least one parentRef to one of our Gateways.
     pub routes: Vec<RouteNode>,
+    /// TLSRoutes with at least one parentRef to one of our Gateways.
+    pub tls_routes: Vec<TlsRouteNode>,
     /// TLS certificates resolved for HTTPS listeners and backend client certificates.
     pub certificates: BTreeMap<String, ir::Certificate>,
     /// BackendTLSPolicies, in Store order.
@@ -76,6 +80,8 @@ pub enum ListenerProtocol {
     Http,
     /// HTTPS (TLS terminated).
     Https,
+    /// TLS with `tls.mode: Passthrough` (TLSRoutes, routed by SNI).
+    TlsPassthrough,
     /// Anything else (not served).
     Unsupported(String),
 }
@@ -203,16 +209,27 @@ pub fn build(store: &Store, settings: &Settings) -> Graph {
             g.routes.push(node);
         }
     }
-    // attachedRoutes: distinct routes per listener.
-    let mut attached: BTreeMap<(ObjectKey, usize), BTreeSet<ObjectKey>> = BTreeMap::new();
-    for r in &g.routes {
-        for p in &r.parents {
+    // TLSRoutes.
+    for (key, route) in &store.tls_routes {
+        if let Some(node) = tls_route::route_node(store, key, route, &mut g) {
+            g.tls_routes.push(node);
+        }
+    }
+    // attachedRoutes: distinct routes (kind, namespace/name) per listener.
+    let mut attached: BTreeMap<(ObjectKey, usize), BTreeSet<(&str, ObjectKey)>> = BTreeMap::new();
+    let parents = (g.routes.iter().map(|r| ("HTTPRoute", &r.key, &r.parents))).chain(
+        g.tls_routes
+            .iter()
+            .map(|r| ("TLSRoute", &r.key, &r.parents)),
+    );
+    for (kind, key, route_parents) in parents {
+        for p in route_parents {
             if let Ok(listeners) = &p.attachment {
                 for li in listeners.keys() {
                     attached
                         .entry((p.gateway.clone(), *li))
                         .or_default()
-                        .insert(r.key.clone());
+                        .insert((kind, key.clone()));
                 }
             }
         }
