@@ -127,6 +127,13 @@ pub const KINDS: &[KindInfo] = &[
         crd: true,
     },
     KindInfo {
+        kind: Kind::TlsRoute,
+        group: GATEWAY_GROUP,
+        version: "v1",
+        plural: "tlsroutes",
+        crd: true,
+    },
+    KindInfo {
         kind: Kind::ReferenceGrant,
         group: GATEWAY_GROUP,
         version: "v1beta1",
