@@ -7,7 +7,8 @@
 //!  "service": "svc", "body_bytes": 0}
 //! ```
 //!
-//! `/status/NNN` answers NNN instead (204 and 304 without a body); `/delay/MS` and a
+//! `/status/NNN` answers NNN instead (204 and 304 without a body); `/fail-once?key=K`
+//! answers 500 the first time a key is seen and echoes afterwards; `/delay/MS` and a
 //! `delay=DURATION` query parameter (`1500ms`, `2s`) answer after that long. The server speaks
 //! HTTP/1.1 with keep-alive on `127.0.0.1:<ephemeral port>` and counts requests and
 //! accepted connections. It stops when dropped.
@@ -59,6 +60,8 @@ struct Counters {
     connections: AtomicU64,
     /// Wakes the accept loop to close every open connection.
     close_all: tokio::sync::Notify,
+    /// Keys `/fail-once` has already failed for.
+    failed_keys: tokio::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// A running echo server. Dropping it stops accepting and closes its connections.
@@ -160,7 +163,7 @@ async fn accept_loop(listener: TcpListener, ident: Arc<Ident>, counters: Arc<Cou
                 let counters = counters.clone();
                 async move {
                     counters.requests.fetch_add(1, Ordering::Relaxed);
-                    Ok::<_, std::convert::Infallible>(answer(req, &ident).await)
+                    Ok::<_, std::convert::Infallible>(answer(req, &ident, &counters).await)
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
@@ -171,7 +174,11 @@ async fn accept_loop(listener: TcpListener, ident: Arc<Ident>, counters: Arc<Cou
     }
 }
 
-async fn answer(req: Request<Incoming>, ident: &Ident) -> Response<Full<Bytes>> {
+async fn answer(
+    req: Request<Incoming>,
+    ident: &Ident,
+    counters: &Counters,
+) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body_bytes = body
         .collect()
@@ -186,6 +193,16 @@ async fn answer(req: Request<Incoming>, ident: &Ident) -> Response<Full<Bytes>> 
 
     if let Some(delay) = requested_delay(&path) {
         tokio::time::sleep(delay).await;
+    }
+
+    if let Some(key) = fail_once_key(&path) {
+        let first = counters.failed_keys.lock().await.insert(key.to_owned());
+        if first {
+            return Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .body(Full::new(Bytes::from_static(b"fail-once\n")))
+                .expect("valid response");
+        }
     }
 
     if let Some(code) = path
@@ -245,6 +262,20 @@ async fn answer(req: Request<Incoming>, ident: &Ident) -> Response<Full<Bytes>> 
         .expect("valid response")
 }
 
+/// The key of a `/fail-once?key=K` request (`""` when there is no `key`).
+fn fail_once_key(path: &str) -> Option<&str> {
+    let (p, query) = path.split_once('?').unwrap_or((path, ""));
+    if p != "/fail-once" {
+        return None;
+    }
+    Some(
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("key="))
+            .unwrap_or(""),
+    )
+}
+
 /// The delay a request asks for: `/delay/MS`, or `delay=` with a `ms` or `s` suffix.
 fn requested_delay(path: &str) -> Option<Duration> {
     if let Some(ms) = path.strip_prefix("/delay/") {
@@ -288,6 +319,16 @@ mod tests {
         assert_eq!(canonical_header_name("x-forwarded-for"), "X-Forwarded-For");
         assert_eq!(canonical_header_name("X-TEST"), "X-Test");
         assert_eq!(canonical_header_name("accept"), "Accept");
+    }
+
+    /// Pins the `/fail-once` key syntax.
+    #[test]
+    fn fail_once_keys() {
+        assert_eq!(fail_once_key("/fail-once?key=a"), Some("a"));
+        assert_eq!(fail_once_key("/fail-once?x=1&key=b"), Some("b"));
+        assert_eq!(fail_once_key("/fail-once"), Some(""));
+        assert_eq!(fail_once_key("/fail-onces?key=a"), None);
+        assert_eq!(fail_once_key("/x?key=a"), None);
     }
 
     /// Pins the delay syntaxes the echo server understands.
