@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod bufstream;
 mod config;
 mod ctx;
 pub mod filters;

@@ -212,7 +212,7 @@ async fn serve<A: ServerApp + Send + Sync + 'static>(
     let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(peer)));
     l4.set_socket_digest(digest);
     let stream: Stream = match tls {
-        None => Box::new(l4),
+        None => Box::new(crate::bufstream::BufferedStream::new(l4)),
         Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.handshake(l4)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
