@@ -7,6 +7,10 @@ bash scripts/install-deps.sh
 cargo build --release -p sluice --bin sluice
 python3 -m http.server 8081 --bind 127.0.0.1 --directory config/examples/basic/www >/tmp/sluice-example-backend.log 2>&1 &
 backend=$!
+for _ in $(seq 1 100); do
+  if curl -fsS -o /dev/null http://127.0.0.1:8081/ 2>/dev/null; then break; fi
+  sleep 0.1
+done
 target/release/sluice run --manifests config/examples/basic --admin-addr 127.0.0.1:9901 &
 sluice=$!
 trap 'kill $sluice $backend 2>/dev/null || true' EXIT
