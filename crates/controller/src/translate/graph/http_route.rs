@@ -30,48 +30,23 @@ pub(super) fn route_node(
             port,
             section_name,
         } = pr;
-        let group = group.clone().unwrap_or_else(|| GATEWAY_GROUP.to_string());
-        let kind = kind.clone().unwrap_or_else(|| "Gateway".to_string());
-        if group != GATEWAY_GROUP || kind != "Gateway" {
-            continue;
-        }
-        let ns = namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| key.namespace.clone());
-        let gw_key = ObjectKey::new(&ns, name);
-        let Some(gw) = g.gateways.get(&gw_key) else {
-            continue;
-        };
-        let parent_ref = ParentRef {
+        let written = ParentRefWritten {
             group,
             kind,
-            namespace: ns.clone(),
-            name: name.clone(),
-            section_name: section_name.clone(),
+            name,
+            namespace,
+            section_name,
             port: *port,
         };
-        let attachment = attach(
+        parents.extend(parent_node(
             store,
             "HTTPRoute",
             key,
             &route.spec.hostnames,
-            gw,
-            section_name.as_deref(),
-            *port,
-        );
-        if let Err(cond) = &attachment {
-            g.notices.push(Notice::warning(
-                obj.clone(),
-                Some(format!("spec.parentRefs[{pi}]")),
-                cond.message.clone(),
-            ));
-        }
-        parents.push(ParentNode {
-            parent_ref,
-            gateway: gw_key,
-            attachment,
-        });
+            pi,
+            written,
+            g,
+        ));
     }
     if parents.is_empty() {
         return None;
@@ -111,6 +86,79 @@ pub(super) fn route_node(
         parents,
         rules,
         resolved_refs: resolved_refs.unwrap_or_else(c::route_resolved_refs),
+    })
+}
+
+/// A parentRef of an HTTPRoute or TLSRoute as written (the generated structs differ
+/// per route kind; their fields do not).
+pub(super) struct ParentRefWritten<'a> {
+    pub group: &'a Option<String>,
+    pub kind: &'a Option<String>,
+    pub name: &'a String,
+    pub namespace: &'a Option<String>,
+    pub section_name: &'a Option<String>,
+    pub port: Option<i32>,
+}
+
+/// One parentRef of a route: defaults filled in, resolved to one of our Gateways and
+/// attached to its listeners (a Notice when it does not attach). `None` for a reference
+/// to another kind, or to a Gateway that is not ours: no status entry for it.
+pub(super) fn parent_node(
+    store: &Store,
+    route_kind: &str,
+    key: &ObjectKey,
+    hostnames: &Option<Vec<String>>,
+    index: usize,
+    written: ParentRefWritten<'_>,
+    g: &mut Graph,
+) -> Option<ParentNode> {
+    let ParentRefWritten {
+        group,
+        kind,
+        name,
+        namespace,
+        section_name,
+        port,
+    } = written;
+    let group = group.clone().unwrap_or_else(|| GATEWAY_GROUP.to_string());
+    let kind = kind.clone().unwrap_or_else(|| "Gateway".to_string());
+    if group != GATEWAY_GROUP || kind != "Gateway" {
+        return None;
+    }
+    let ns = namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| key.namespace.clone());
+    let gw_key = ObjectKey::new(&ns, name);
+    let gw = g.gateways.get(&gw_key)?;
+    let parent_ref = ParentRef {
+        group,
+        kind,
+        namespace: ns,
+        name: name.clone(),
+        section_name: section_name.clone(),
+        port,
+    };
+    let attachment = attach(
+        store,
+        route_kind,
+        key,
+        hostnames,
+        gw,
+        section_name.as_deref(),
+        port,
+    );
+    if let Err(cond) = &attachment {
+        g.notices.push(Notice::warning(
+            ObjectRef::new(route_kind, &key.namespace, &key.name),
+            Some(format!("spec.parentRefs[{index}]")),
+            cond.message.clone(),
+        ));
+    }
+    Some(ParentNode {
+        parent_ref,
+        gateway: gw_key,
+        attachment,
     })
 }
 

@@ -68,48 +68,17 @@ pub(super) fn route_node(
             port,
             section_name,
         } = pr;
-        let group = group.clone().unwrap_or_else(|| GATEWAY_GROUP.to_string());
-        let kind = kind.clone().unwrap_or_else(|| "Gateway".to_string());
-        if group != GATEWAY_GROUP || kind != "Gateway" {
-            continue;
-        }
-        let ns = namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| key.namespace.clone());
-        let gw_key = ObjectKey::new(&ns, name);
-        let Some(gw) = g.gateways.get(&gw_key) else {
-            continue;
-        };
-        let parent_ref = ParentRef {
+        let written = http_route::ParentRefWritten {
             group,
             kind,
-            namespace: ns.clone(),
-            name: name.clone(),
-            section_name: section_name.clone(),
+            name,
+            namespace,
+            section_name,
             port: *port,
         };
-        let attachment = http_route::attach(
-            store,
-            "TLSRoute",
-            key,
-            &hostnames,
-            gw,
-            section_name.as_deref(),
-            *port,
-        );
-        if let Err(cond) = &attachment {
-            g.notices.push(Notice::warning(
-                obj.clone(),
-                Some(format!("spec.parentRefs[{pi}]")),
-                cond.message.clone(),
-            ));
-        }
-        parents.push(ParentNode {
-            parent_ref,
-            gateway: gw_key,
-            attachment,
-        });
+        parents.extend(http_route::parent_node(
+            store, "TLSRoute", key, &hostnames, pi, written, g,
+        ));
     }
     if parents.is_empty() {
         return None;
